@@ -10,6 +10,13 @@ from PIL import Image
 
 
 @dataclass(frozen=True)
+class Circle:
+    cx: float
+    cy: float
+    r: float
+
+
+@dataclass(frozen=True)
 class CoinBox:
     """One coin found in a picture: a square box (pixel coordinates of the upright image)."""
 

@@ -1,0 +1,162 @@
+"""The one classification path behind the page, the JSON API and the command line.
+
+Uploads in, one result per coin out: each upload is decoded and checked, its coins are found, every
+coin of every upload is classified in one batch, and each failure stays with its own file.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+from PIL import Image
+
+from .catalog import Catalog, load_catalog
+from .config import Settings
+from .imageio import ImageError, decode_image
+from .inference import ModelRegistry
+from .localize import CoinBox, crop_box, locate_coins
+
+log = logging.getLogger(__name__)
+
+MODEL_CHOICES = ("student", "ensemble")
+MAX_TOP = 20
+
+
+class RequestError(ValueError):
+    """The request as a whole cannot be served (unknown model, bad ``top``...): a 4xx, not a crash."""
+
+
+@dataclass
+class Upload:
+    filename: str
+    data: bytes
+
+
+@dataclass
+class _Coin:
+    """A coin crop waiting for the classifier, with where it came from."""
+
+    upload_index: int
+    coin_index: int
+    box: CoinBox
+    crop: Image.Image
+
+
+class CoinSpotter:
+    def __init__(self, settings: Settings | None = None, registry: ModelRegistry | None = None):
+        self.settings = settings or Settings.from_env()
+        self.catalog: Catalog = load_catalog()
+        self.registry = registry or ModelRegistry(self.settings.models_dir)
+
+    def load(self, warm_up: bool = True) -> "CoinSpotter":
+        self.registry.load_all(warm_up=warm_up)
+        return self
+
+    # -- what the page and the API show about models
+    def model_status(self) -> dict[str, dict]:
+        status = {}
+        for name in MODEL_CHOICES:
+            card = self.registry.cards.get(name)
+            if card is None:
+                status[name] = {"available": False, "reason": f"no {name} model is bundled yet"}
+            elif name in self.registry.unavailable:
+                status[name] = {"available": False, "reason": self.registry.unavailable[name]}
+            else:
+                status[name] = {"available": True, "display_name": card.display_name}
+        return status
+
+    def check_request(self, model: str, top: int, count: int) -> None:
+        if model not in MODEL_CHOICES:
+            raise RequestError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CHOICES)}")
+        status = self.model_status()[model]
+        if not status["available"]:
+            raise RequestError(f"model {model!r} is not available: {status['reason']}")
+        if not 1 <= top <= MAX_TOP:
+            raise RequestError(f"top must be between 1 and {MAX_TOP}")
+        if count == 0:
+            raise RequestError("no image was sent; send one or more files in the field 'image'")
+        if count > self.settings.limits.max_files:
+            raise RequestError(f"{count} files sent; the limit is {self.settings.limits.max_files} per request")
+
+    # -- the classification itself
+    def classify(self, uploads: list[Upload], model: str = "student", top: int = 5) -> dict:
+        """The API's answer: one result per coin (or per failed file), in upload order, and a summary."""
+        started = time.perf_counter()
+        card, per_upload = self.classify_per_upload(uploads, model, top)
+        results = [result for results in per_upload for result in results]
+        return {
+            "model": model,
+            "model_name": card.display_name,
+            "results": results,
+            "summary": self.summarise(results),
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+
+    def classify_per_upload(self, uploads: list[Upload], model: str = "student", top: int = 5):
+        """(model card, one list of results per upload): a coin result per coin found, or one error."""
+        self.check_request(model, top, len(uploads))
+        classifier = self.registry.get(model)
+        uncertain_below = classifier.card.uncertain_below or self.settings.uncertain_below
+
+        per_upload: list[list[dict]] = [[] for _ in uploads]
+        coins: list[_Coin] = []
+        for index, upload in enumerate(uploads):
+            try:
+                image = decode_image(upload.data, self.settings.limits)
+            except ImageError as error:
+                per_upload[index].append(self._error(upload, str(error)))
+                continue
+            found = locate_coins(image)
+            if not found.found:
+                per_upload[index].append(
+                    self._error(upload, "No coin was found in this photo. Try a closer, sharper photo on a plain surface.")
+                )
+                continue
+            for number, box in enumerate(found.boxes, start=1):
+                coins.append(_Coin(index, number, box, crop_box(image, box)))
+
+        # every coin of every upload in one batch: one model call instead of one per photo
+        probabilities = classifier.predict_images([coin.crop for coin in coins]) if coins else []
+        for coin, row in zip(coins, probabilities):
+            per_upload[coin.upload_index].append(
+                self._coin_result(uploads[coin.upload_index].filename, coin, row, classifier.class_ids, top, uncertain_below)
+            )
+        return classifier.card, per_upload
+
+    @staticmethod
+    def _error(upload: Upload, message: str) -> dict:
+        return {"filename": upload.filename, "ok": False, "error": message}
+
+    def _coin_result(self, filename, coin: _Coin, row, class_ids, top, uncertain_below) -> dict:
+        order = np.argsort(-row)[:top]
+        ranked = [{**self.catalog[class_ids[i]].as_dict(), "probability": round(float(row[i]), 4)} for i in order]
+        return {
+            "filename": filename,
+            "ok": True,
+            "coin": coin.coin_index,
+            "box": coin.box.as_list(),
+            "prediction": ranked[0],
+            "top": ranked,
+            "uncertain": ranked[0]["probability"] < uncertain_below,
+        }
+
+    @staticmethod
+    def summarise(results: list[dict]) -> dict:
+        """Face values added up per currency (conversion into one currency is a separate step)."""
+        totals: "OrderedDict[str, dict]" = OrderedDict()
+        for result in results:
+            if not result.get("ok"):
+                continue
+            prediction = result["prediction"]
+            entry = totals.setdefault(prediction["currency"], {"currency": prediction["currency"], "amount": Decimal(0), "coins": 0})
+            entry["amount"] += Decimal(prediction["face_value"])
+            entry["coins"] += 1
+        return {
+            "coins": sum(entry["coins"] for entry in totals.values()),
+            "files_failed": sum(1 for result in results if not result.get("ok")),
+            "by_currency": [{**entry, "amount": str(entry["amount"])} for entry in totals.values()],
+        }

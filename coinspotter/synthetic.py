@@ -1,0 +1,286 @@
+"""Synthetic multi-coin scenes with known circles, for the localiser's tests and benchmark.
+
+A scene is a background (plain, gradient, noise texture, wood stripes, clutter, skin) with N round coin
+cut-outs pasted on it at random sizes and places, optionally in touching or overlapping pairs, with drop
+shadows and uneven lighting. Coins come from given pictures (a circle cut from each) or, when none are
+given, are drawn procedurally (metal colour, raised rim, relief strokes), so tests need no data.
+Everything random is drawn from the ``numpy.random.Generator`` passed in: same seed, same scene.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .localize import Circle
+
+BACKGROUNDS = ("plain", "gradient", "noise", "wood", "clutter", "skin")
+
+# Metal colours (RGB) of real coins: copper, brass/gold, nickel/silver, dark bronze, aluminium.
+METALS = np.array(
+    [[184, 115, 60], [205, 170, 70], [190, 190, 185], [120, 90, 55], [215, 215, 220]], dtype=np.float32
+)
+
+
+@dataclass
+class CoinCutout:
+    """A square RGB picture of one coin whose circle is the inscribed one; ``alpha`` is 0..1 outside..inside."""
+
+    rgb: np.ndarray  # (s, s, 3) float32 0..255
+    alpha: np.ndarray  # (s, s) float32 0..1
+
+
+@dataclass
+class SyntheticScene:
+    image: Image.Image
+    circles: list[Circle]  # ground truth, in the order the coins were pasted (later ones lie on top)
+    background: str
+    touching: bool  # whether the scene holds a touching or overlapping pair
+    extras: dict = field(default_factory=dict)  # what else was applied (shadows, lighting), for reports
+
+
+def cutout_from_picture(picture: Image.Image, circle: Circle, inset: float = 0.03) -> CoinCutout:
+    """Cut the coin inside ``circle`` out of ``picture``; ``inset`` trims the rim so no background rides along."""
+    array = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    radius = circle.r * (1.0 - inset)
+    side = int(np.ceil(2 * radius)) | 1
+    half = side / 2.0
+    # Bilinear resampling onto a grid centred on the circle; pixels outside the picture repeat its edge.
+    map_x, map_y = np.meshgrid(
+        np.arange(side, dtype=np.float32) - half + 0.5 + circle.cx,
+        np.arange(side, dtype=np.float32) - half + 0.5 + circle.cy,
+    )
+    rgb = cv2.remap(array, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return CoinCutout(rgb, _disc_alpha(side, radius))
+
+
+def draw_coin(rng: np.random.Generator, side: int = 129) -> CoinCutout:
+    """A procedurally drawn coin: metal disc with light falloff, raised rim, relief strokes and a legend ring."""
+    radius = side / 2.0
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) - radius + 0.5
+    dist = np.hypot(xx, yy) / radius
+    # Brightness varies a lot between coins (wear, patina, exposure), hue only a little.
+    metal = METALS[rng.integers(len(METALS))] * rng.uniform(0.75, 1.1) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
+    rgb = np.empty((side, side, 3), np.float32)
+    rgb[:] = metal
+    if rng.random() < 0.25:  # bimetallic (2 euro style): a core of another metal
+        core = METALS[rng.integers(len(METALS))]
+        rgb[dist < rng.uniform(0.55, 0.7)] = core
+    # Directional light: one side of the coin brighter than the other.
+    light = rng.uniform(0, 2 * np.pi)
+    rgb *= (1.0 + 0.18 * (xx * np.cos(light) + yy * np.sin(light)) / radius)[..., None]
+    relief = np.zeros((side, side), np.float32)
+    rim_inner = rng.uniform(0.84, 0.92)
+    relief[(dist > rim_inner) & (dist <= 1.0)] = rng.uniform(20, 45)  # the raised rim catches light
+    cv2.circle(relief, (side // 2, side // 2), int(radius * (rim_inner - 0.02)), -30.0, max(1, side // 90))
+    for _ in range(rng.integers(6, 16)):  # design strokes: portrait, numerals, emblems
+        points = (rng.uniform(-0.55, 0.55, (rng.integers(2, 5), 2)) * radius + radius).astype(np.int32)
+        cv2.polylines(relief, [points], False, float(rng.uniform(-50, 50)), int(rng.integers(1, max(2, side // 25))))
+    for angle in np.linspace(0, 2 * np.pi, rng.integers(12, 30), endpoint=False):  # the legend: letters round the rim
+        at = (int(radius + 0.75 * radius * np.cos(angle)), int(radius + 0.75 * radius * np.sin(angle)))
+        cv2.circle(relief, at, max(1, side // 45), float(rng.uniform(-40, 40)), -1)
+    relief = cv2.GaussianBlur(relief, (0, 0), max(0.6, side / 200))
+    rgb += relief[..., None] + rng.normal(0, 4, (side, side, 1)).astype(np.float32)
+    return CoinCutout(np.clip(rgb, 0, 255), _disc_alpha(side, radius))
+
+
+def make_background(rng: np.random.Generator, kind: str, width: int, height: int) -> np.ndarray:
+    """A coin-free background (height, width, 3) float32 0..255 of the given kind (one of ``BACKGROUNDS``)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(30, 235, 3).astype(np.float32)
+    if kind == "plain":
+        canvas = np.broadcast_to(base, (height, width, 3)).copy()
+    elif kind == "gradient":
+        other = rng.uniform(30, 235, 3).astype(np.float32)
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = xx * np.cos(angle) + yy * np.sin(angle)
+        ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0)
+        canvas = base + (other - base) * ramp[..., None]
+    elif kind == "noise":  # fabric, carpet, stone: noise summed over several scales
+        canvas = np.broadcast_to(base, (height, width, 3)).copy()
+        for scale in (1, 4, 16):
+            layer = rng.normal(0, 1, (height // scale + 1, width // scale + 1, 3)).astype(np.float32)
+            layer = cv2.resize(layer, (width, height), interpolation=cv2.INTER_CUBIC)
+            canvas += layer * rng.uniform(8, 22)
+    elif kind == "wood":
+        wood = np.array([rng.uniform(110, 190), rng.uniform(70, 120), rng.uniform(30, 70)], np.float32)
+        period = rng.uniform(8, 30)
+        # Grain lines bend slowly: a warp field varying over ~150 px.
+        warp = cv2.resize(rng.normal(0, 1, (height // 150 + 2, width // 150 + 2)).astype(np.float32), (width, height),
+                          interpolation=cv2.INTER_CUBIC)
+        vertical = rng.random() < 0.5
+        along = (xx if vertical else yy) + warp * period * 1.5
+        grain = 0.5 + 0.5 * np.sin(2 * np.pi * along / period)
+        fine = rng.normal(0, 1, (height, width)).astype(np.float32)
+        fine = cv2.GaussianBlur(fine, (0, 0), sigmaX=0.6 if vertical else 6, sigmaY=6 if vertical else 0.6)
+        canvas = wood * (0.75 + 0.35 * grain + 0.1 * fine)[..., None]
+    elif kind == "clutter":  # a desk: papers, pens, printed lines, cables (no round things: those count as coins)
+        canvas = np.broadcast_to(base, (height, width, 3)).copy()
+        for _ in range(rng.integers(10, 30)):
+            colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+            if rng.random() < 0.5:
+                x0, y0 = rng.integers(0, width), rng.integers(0, height)
+                cv2.rectangle(canvas, (int(x0), int(y0)), (int(x0 + rng.integers(10, width // 3)),
+                              int(y0 + rng.integers(10, height // 3))), colour, -1 if rng.random() < 0.6 else 2)
+            else:
+                points = np.stack([rng.integers(0, width, 2), rng.integers(0, height, 2)], 1).astype(np.int32)
+                cv2.polylines(canvas, [points], False, colour, int(rng.integers(1, 6)))
+    elif kind == "skin":  # a palm: skin tone, soft folds, darker surroundings
+        skin = np.array([rng.uniform(170, 235), rng.uniform(120, 175), rng.uniform(90, 140)], np.float32)
+        canvas = np.broadcast_to(base * 0.5, (height, width, 3)).copy()
+        palm = np.zeros((height, width), np.float32)
+        cv2.ellipse(palm, (width // 2, height // 2), (int(width * 0.45), int(height * 0.55)),
+                    float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        for _ in range(4):  # palm creases
+            points = np.stack([rng.integers(0, width, 3), rng.integers(0, height, 3)], 1).astype(np.int32)
+            cv2.polylines(palm, [points], False, 0.85, int(rng.integers(2, 5)))
+        palm = cv2.GaussianBlur(palm, (0, 0), 3)
+        canvas = canvas * (1 - palm[..., None]) + skin * palm[..., None]
+    else:
+        raise ValueError(f"unknown background {kind!r}; choose from {BACKGROUNDS}")
+    return np.clip(canvas, 0, 255)
+
+
+def make_scene(
+    rng: np.random.Generator,
+    n_coins: int,
+    *,
+    coins: list[CoinCutout] | None = None,
+    background: str | None = None,
+    size: tuple[int, int] | None = None,
+    touching: bool | None = None,
+    shadows: bool | None = None,
+    uneven_light: bool | None = None,
+    radius_range: tuple[float, float] = (0.06, 0.22),
+) -> SyntheticScene:
+    """A scene with ``n_coins`` coins (0 makes a coin-free scene) and their true circles.
+
+    Arguments left as None are drawn at random. ``coins``: cut-outs to paste (drawn procedurally when
+    None); ``radius_range``: coin radius as a fraction of the shorter image side.
+    """
+    background = background or str(rng.choice(BACKGROUNDS))
+    width, height = size or (int(rng.integers(480, 801)), int(rng.integers(400, 641)))
+    touching = bool(rng.random() < 0.35) if touching is None else touching
+    shadows = bool(rng.random() < 0.5) if shadows is None else shadows
+    uneven_light = bool(rng.random() < 0.5) if uneven_light is None else uneven_light
+    canvas = make_background(rng, background, width, height)
+    circles = _place_circles(rng, n_coins, width, height, radius_range, touching and n_coins >= 2)
+    for circle in circles:
+        cutout = coins[int(rng.integers(len(coins)))] if coins else draw_coin(rng, int(2 * circle.r) | 1)
+        if rng.random() < 0.5:  # coins lie at any angle
+            cutout = _rotated(cutout, float(rng.uniform(0, 360)))
+        if shadows:
+            _cast_shadow(rng, canvas, circle)
+        _paste(canvas, cutout, circle)
+    if uneven_light:
+        canvas *= _lighting_field(rng, width, height)[..., None]
+    canvas += rng.normal(0, rng.uniform(1, 5), canvas.shape).astype(np.float32)  # sensor noise
+    image = Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
+    extras = {"shadows": shadows, "uneven_light": uneven_light}
+    return SyntheticScene(image, circles, background, touching and n_coins >= 2, extras)
+
+
+def _place_circles(rng, n_coins, width, height, radius_range, touching) -> list[Circle]:
+    """Random circles inside the frame; apart from each other, except one touching/overlapping pair when asked."""
+    short = min(width, height)
+    for _attempt in range(200):  # crowded draws are retried with fresh radii
+        circles: list[Circle] = []
+        for index in range(n_coins):
+            radius = float(rng.uniform(*radius_range)) * short
+            if touching and index == 1:
+                # Centre distance 0.8..1.0 x the radius sum: from overlapping by a fifth to just touching,
+                # each coin still mostly visible (more overlap is a pile, not a scene we promise to read).
+                anchor = circles[0]
+                for _try in range(50):
+                    angle = rng.uniform(0, 2 * np.pi)
+                    gap = (anchor.r + radius) * rng.uniform(0.8, 1.0)
+                    candidate = Circle(anchor.cx + gap * np.cos(angle), anchor.cy + gap * np.sin(angle), radius)
+                    if _fits(candidate, width, height):
+                        break
+                else:
+                    break
+            else:
+                for _try in range(100):
+                    candidate = Circle(rng.uniform(radius, width - radius), rng.uniform(radius, height - radius), radius)
+                    if _fits(candidate, width, height) and all(
+                        np.hypot(candidate.cx - c.cx, candidate.cy - c.cy) > (candidate.r + c.r) * 1.1 for c in circles
+                    ):
+                        break
+                else:
+                    break
+            circles.append(candidate)
+        if len(circles) == n_coins:
+            return circles
+        radius_range = (radius_range[0] * 0.9, radius_range[1] * 0.9)
+    raise ValueError(f"cannot place {n_coins} coins in a {width}x{height} scene")
+
+
+def _fits(circle: Circle, width: int, height: int) -> bool:
+    return circle.r <= circle.cx <= width - circle.r and circle.r <= circle.cy <= height - circle.r
+
+
+def _disc_alpha(side: int, radius: float) -> np.ndarray:
+    """Anti-aliased disc mask: 1 inside, 0 outside, a one-pixel ramp at the edge."""
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) - side / 2.0 + 0.5
+    return np.clip(radius - np.hypot(xx, yy) + 0.5, 0.0, 1.0)
+
+
+def _rotated(cutout: CoinCutout, degrees: float) -> CoinCutout:
+    side = cutout.rgb.shape[0]
+    matrix = cv2.getRotationMatrix2D((side / 2 - 0.5, side / 2 - 0.5), degrees, 1.0)
+    rgb = cv2.warpAffine(cutout.rgb, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return CoinCutout(rgb, cutout.alpha)  # the disc mask is rotation-invariant
+
+
+def _paste(canvas: np.ndarray, cutout: CoinCutout, circle: Circle) -> None:
+    """Alpha-blend ``cutout`` scaled to ``circle`` onto ``canvas`` in place."""
+    side = int(np.ceil(2 * circle.r)) + 2
+    scale = 2 * circle.r / cutout.alpha.shape[0]
+    x0, y0 = circle.cx - side / 2.0, circle.cy - side / 2.0
+    # One affine warp places and scales the cut-out, keeping the sub-pixel centre exact.
+    matrix = np.array([[scale, 0, circle.cx - circle.r - np.floor(x0)], [0, scale, circle.cy - circle.r - np.floor(y0)]],
+                      np.float32)
+    rgb = cv2.warpAffine(cutout.rgb, matrix, (side, side), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(cutout.alpha, matrix, (side, side), flags=cv2.INTER_LINEAR)
+    _blend(canvas, rgb, alpha, int(np.floor(x0)), int(np.floor(y0)))
+
+
+def _blend(canvas: np.ndarray, rgb: np.ndarray | float, alpha: np.ndarray, x0: int, y0: int) -> None:
+    """canvas[y0:, x0:] = alpha * rgb + (1 - alpha) * canvas over the overlap of the patch and the canvas."""
+    height, width = canvas.shape[:2]
+    side_y, side_x = alpha.shape
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side_x, width), min(y0 + side_y, height)
+    if cx0 >= cx1 or cy0 >= cy1:
+        return
+    patch_alpha = alpha[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0, None]
+    patch_rgb = rgb[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] if isinstance(rgb, np.ndarray) else rgb
+    region = canvas[cy0:cy1, cx0:cx1]
+    region *= 1 - patch_alpha
+    region += patch_alpha * patch_rgb
+
+
+def _cast_shadow(rng: np.random.Generator, canvas: np.ndarray, circle: Circle) -> None:
+    """Darken a soft disc offset from the coin: a lamp off to one side."""
+    offset = circle.r * rng.uniform(0.05, 0.2)
+    angle = rng.uniform(0, 2 * np.pi)
+    blur = max(1.0, circle.r * rng.uniform(0.05, 0.2))
+    side = int(2 * (circle.r + 3 * blur)) + 3
+    mask = np.zeros((side, side), np.float32)
+    cv2.circle(mask, (side // 2, side // 2), int(round(circle.r)), 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), blur) * rng.uniform(0.3, 0.6)  # how dark the shadow gets
+    x0 = int(round(circle.cx + offset * np.cos(angle))) - side // 2
+    y0 = int(round(circle.cy + offset * np.sin(angle))) - side // 2
+    _blend(canvas, 0.0, mask, x0, y0)
+
+
+def _lighting_field(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Multiplicative light 0.55..1.25: a linear fall-off plus a soft bright spot (desk lamp, window)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (xx * np.cos(angle) + yy * np.sin(angle)) / max(width, height)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    spot_x, spot_y = rng.uniform(0, width), rng.uniform(0, height)
+    spot = np.exp(-((xx - spot_x) ** 2 + (yy - spot_y) ** 2) / (2 * (0.3 * max(width, height)) ** 2))
+    return (0.55 + 0.4 * ramp + 0.3 * spot).astype(np.float32)

@@ -1,0 +1,68 @@
+"""The JSON API on the page's own Flask server: ``POST /api/classify`` and ``GET /healthz``."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from coinspotter.service import CoinSpotter, RequestError, Upload
+
+log = logging.getLogger(__name__)
+
+
+def json_error(status: int, message: str):
+    response = jsonify({"error": message, "status": status})
+    response.status_code = status
+    return response
+
+
+def register(server: Flask, spotter: CoinSpotter) -> None:
+    server.config["MAX_CONTENT_LENGTH"] = spotter.settings.limits.max_request_bytes
+    blueprint = Blueprint("api", __name__)
+
+    @blueprint.post("/api/classify")
+    def classify():
+        files = request.files.getlist("image")
+        model = request.form.get("model", "student")
+        try:
+            top = int(request.form.get("top", "5"))
+        except ValueError:
+            return json_error(400, "top must be a whole number")
+        uploads = [Upload(file.filename or "", file.read()) for file in files]
+        try:
+            return jsonify(spotter.classify(uploads, model=model, top=top))
+        except RequestError as error:
+            return json_error(400, str(error))
+
+    @blueprint.get("/healthz")
+    def healthz():
+        # cheap on purpose: load balancers call it often; it reads state, it runs no model
+        status = spotter.model_status()
+        return jsonify({"status": "ok", "models": {name: info["available"] for name, info in status.items()}})
+
+    # Dash answers every unknown GET with its page; API paths answer JSON instead.
+    @blueprint.route("/api/classify", methods=["GET", "PUT", "PATCH", "DELETE"])
+    def classify_wrong_method():
+        return json_error(405, "use POST with a multipart form; send the photos in the field 'image'")
+
+    @blueprint.route("/api/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def unknown_api_path(unknown):
+        return json_error(404, "no such API endpoint; see POST /api/classify")
+
+    server.register_blueprint(blueprint)
+
+    @server.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if request.path.startswith("/api/") or request.path == "/healthz":
+            message = "the upload is too large" if error.code == 413 else (error.description or error.name)
+            return json_error(error.code or 500, message)
+        return error
+
+    @server.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        # never a stack trace for users; the log keeps it for us
+        log.exception("unhandled error on %s", request.path)
+        if isinstance(error, HTTPException):
+            return error
+        return json_error(500, "something went wrong on our side; please try again")

@@ -1,0 +1,43 @@
+"""Coin Spotter web app: ``python web-app/app.py`` (development) or the Procfile's gunicorn (production).
+
+Thin on purpose: the page is ``layout.py``, its behaviour ``callbacks.py``, the JSON API ``api.py``;
+everything they share lives in the ``coinspotter`` package.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # the shared package, when started from any folder or by gunicorn --chdir
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dash  # noqa: E402
+import dash_bootstrap_components as dbc  # noqa: E402
+
+import api  # noqa: E402
+import callbacks  # noqa: E402
+import layout  # noqa: E402
+from coinspotter.inference import configure_tensorflow_threads  # noqa: E402
+from coinspotter.service import CoinSpotter  # noqa: E402
+
+configure_tensorflow_threads()
+# Loaded once at import: with gunicorn --preload the models are read before the workers fork.
+spotter = CoinSpotter().load(warm_up=True)
+
+app = dash.Dash(
+    __name__,
+    title="Coin Spotter",
+    assets_folder=str(REPO_ROOT / "assets"),
+    external_stylesheets=[dbc.themes.BOOTSTRAP],
+    meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    serve_locally=True,  # no CDN: the page works where only this server is reachable
+)
+app.layout = layout.build_layout(spotter)
+callbacks.register(app, spotter)
+server = app.server
+api.register(server, spotter)
+
+if __name__ == "__main__":
+    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8050")), debug=False)

@@ -1,0 +1,159 @@
+"""What the page looks like: the static frame and the pieces the callbacks fill in."""
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from coinspotter.service import CoinSpotter
+
+MODEL_LABELS = {"student": "Fast (MobileNetV2)", "ensemble": "Most accurate (teacher ensemble)"}
+BROWSER_MAX_BYTES = 15 * 1024 * 1024  # the browser refuses larger files early; the server checks again
+
+
+def build_layout(spotter: CoinSpotter):
+    status = spotter.model_status()
+    model_options = [
+        {
+            "label": MODEL_LABELS[name] + ("" if info["available"] else f" — unavailable: {info['reason']}"),
+            "value": name,
+            "disabled": not info["available"],
+        }
+        for name, info in status.items()
+    ]
+    return dbc.Container(
+        [
+            html.Header(
+                [
+                    html.H1([html.Span("🪙 ", **{"aria-hidden": "true"}), "Coin Spotter"], className="h3 mb-0"),
+                    html.P("Photograph or upload coins: see what each one is, how sure we are, and what it is worth.",
+                           className="text-muted mb-0"),
+                ],
+                className="py-3",
+            ),
+            dbc.Card(
+                dbc.CardBody(
+                    [
+                        dcc.Upload(
+                            id="upload",
+                            multiple=True,
+                            accept="image/*",
+                            max_size=BROWSER_MAX_BYTES,
+                            className="upload-zone",
+                            children=html.Div(
+                                [
+                                    html.Div("📷", className="upload-icon", **{"aria-hidden": "true"}),
+                                    html.Div([html.Strong("Take a photo or choose photos"), " — or drop them here"]),
+                                    html.Small("JPEG, PNG, WebP; several coins per photo are fine.", className="text-muted"),
+                                ]
+                            ),
+                        ),
+                        html.Div(
+                            [
+                                html.Label("Model", htmlFor="model-switch", className="form-label fw-semibold me-3 mb-0"),
+                                dbc.RadioItems(id="model-switch", options=model_options, value="student", inline=True),
+                            ],
+                            className="d-flex flex-wrap align-items-center mt-3",
+                        ),
+                    ]
+                ),
+                className="mb-3 shadow-sm",
+            ),
+            dcc.Loading(
+                html.Div(id="results", **{"aria-live": "polite"}),
+                type="circle",
+                delay_show=150,
+            ),
+            html.Footer(
+                html.Small("Coin classes: the public coin-images data set (211 coins, 32 currencies)."),
+                className="text-muted py-4",
+            ),
+        ],
+        fluid="md",
+        className="pb-4",
+    )
+
+
+def probability_chart(top: list[dict]) -> dcc.Graph:
+    """Horizontal bars of the top classes, most likely on top."""
+    labels = [f"{entry['name']} · {entry['country']}" for entry in reversed(top)]
+    values = [entry["probability"] for entry in reversed(top)]
+    figure = go.Figure(
+        go.Bar(
+            x=values, y=labels, orientation="h",
+            marker_color=["#0d6efd" if i == len(values) - 1 else "#adb5bd" for i in range(len(values))],
+            text=[f"{v:.0%}" for v in values], textposition="auto",
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=40 + 28 * len(values), margin=dict(l=0, r=8, t=4, b=4),
+        xaxis=dict(range=[0, 1], tickformat=".0%", showgrid=True, fixedrange=True),
+        yaxis=dict(automargin=True, fixedrange=True),
+        plot_bgcolor="white", paper_bgcolor="white", font=dict(size=12),
+    )
+    return dcc.Graph(figure=figure, config={"displayModeBar": False, "responsive": True}, className="probability-chart")
+
+
+def coin_card(result: dict, thumbnail: str | None, flag: str):
+    prediction = result["prediction"]
+    sure = not result["uncertain"]
+    badge = (
+        dbc.Badge(f"{prediction['probability']:.0%} sure", color="success", className="ms-2")
+        if sure
+        else dbc.Badge("Not sure", color="warning", text_color="dark", className="ms-2")
+    )
+    title = f"{prediction['name']}" if sure else f"Maybe {prediction['name']}"
+    body = [
+        html.Div(
+            [
+                html.Img(src=thumbnail, alt=f"Coin {result['coin']} of {result['filename']}", className="coin-thumb me-3")
+                if thumbnail else None,
+                html.Div(
+                    [
+                        html.H2([title, badge], className="h5 mb-1"),
+                        html.Div([html.Span(flag + " ", **{"aria-hidden": "true"}), prediction["country"]]),
+                        html.Div(f"Face value: {prediction['face_value']} {prediction['currency']}", className="fw-semibold"),
+                        html.Small(f"{result['filename']} · coin {result['coin']}", className="text-muted text-break"),
+                    ]
+                ),
+            ],
+            className="d-flex align-items-start",
+        ),
+    ]
+    if not sure:
+        body.append(
+            dbc.Alert(
+                f"The model is only {prediction['probability']:.0%} sure. Check the alternatives below, "
+                "or try a sharper photo of one face in good light.",
+                color="warning", className="py-2 my-2 small",
+            )
+        )
+    body.append(probability_chart(result["top"]))
+    return dbc.Col(dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm coin-card"), xs=12, md=6, xl=4, className="mb-3")
+
+
+def error_card(result: dict):
+    return dbc.Col(
+        dbc.Alert([html.Strong(result["filename"] or "(no name)"), html.Br(), result["error"]], color="danger", className="h-100 mb-0"),
+        xs=12, md=6, xl=4, className="mb-3 error-card",
+    )
+
+
+def summary_card(summary: dict, model_name: str):
+    if not summary["coins"]:
+        return dbc.Alert("No coin could be identified in these files.", color="secondary")
+    lines = [
+        html.Li(f"{entry['coins']} coin{'s' if entry['coins'] != 1 else ''}: {entry['amount']} {entry['currency']}")
+        for entry in summary["by_currency"]
+    ]
+    return dbc.Card(
+        dbc.CardBody(
+            [
+                html.H2(f"{summary['coins']} coin{'s' if summary['coins'] != 1 else ''} found", className="h5"),
+                html.Ul(lines, className="mb-1 summary-totals"),
+                html.Small(f"Model: {model_name}", className="text-muted"),
+            ]
+        ),
+        className="mb-3 shadow-sm summary-card",
+    )
