@@ -14,7 +14,6 @@ sys.path.insert(0, str(REPO_ROOT))  # the shared package, when started from any 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dash  # noqa: E402
-import dash_bootstrap_components as dbc  # noqa: E402
 
 import api  # noqa: E402
 import callbacks  # noqa: E402
@@ -23,16 +22,17 @@ from coinspotter.inference import configure_tensorflow_threads  # noqa: E402
 from coinspotter.service import CoinSpotter  # noqa: E402
 
 configure_tensorflow_threads()
-# Loaded once at import: with gunicorn --preload the models are read before the workers fork.
-spotter = CoinSpotter().load(warm_up=True)
+# Cards are read here; the models themselves load in each worker after the fork (gunicorn.conf.py's
+# post_worker_init), because TensorFlow's thread pools do not survive a fork: a model loaded in the
+# --preload master hangs its workers. Without that hook they load on the first request.
+spotter = CoinSpotter()
 
 app = dash.Dash(
     __name__,
     title="Coin Spotter",
     assets_folder=str(REPO_ROOT / "assets"),
-    external_stylesheets=[dbc.themes.BOOTSTRAP],
     meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
-    serve_locally=True,  # no CDN: the page works where only this server is reachable
+    serve_locally=True,  # no CDN: Bootstrap 5.3.8's CSS is in assets/, so the page works where only this server is reachable
 )
 app.layout = layout.build_layout(spotter)
 callbacks.register(app, spotter)
@@ -40,4 +40,5 @@ server = app.server
 api.register(server, spotter)
 
 if __name__ == "__main__":
+    spotter.load(warm_up=True)
     app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8050")), debug=False)

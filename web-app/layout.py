@@ -86,13 +86,18 @@ def probability_chart(top: list[dict]) -> dcc.Graph:
             hovertemplate="%{y}: %{x:.1%}<extra></extra>",
         )
     )
+    height = 40 + 28 * len(values)
     figure.update_layout(
-        height=40 + 28 * len(values), margin=dict(l=0, r=8, t=4, b=4),
+        height=height, margin=dict(l=0, r=8, t=4, b=4),
         xaxis=dict(range=[0, 1], tickformat=".0%", showgrid=True, fixedrange=True),
         yaxis=dict(automargin=True, fixedrange=True),
         plot_bgcolor="white", paper_bgcolor="white", font=dict(size=12),
     )
-    return dcc.Graph(figure=figure, config={"displayModeBar": False, "responsive": True}, className="probability-chart")
+    # the explicit height lets the card make room before Plotly has drawn the chart
+    return dcc.Graph(
+        figure=figure, config={"displayModeBar": False, "responsive": True},
+        className="probability-chart", style={"height": f"{height}px"},
+    )
 
 
 def coin_card(result: dict, thumbnail: str | None, flag: str):
