@@ -3,10 +3,13 @@
 
 "Leak-free" validation/test images are those whose original bytes are not identical to any training
 image's: the data set was scraped from the web and holds the same file in several splits.
+``training/audit.py`` also finds near duplicates (re-encoded, resized or re-cropped copies) and label
+conflicts; :func:`read_audit` loads its decisions, and :func:`leak_free_keys` prefers them when given.
 """
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +89,51 @@ def load_pictures(samples: list[Sample], size: int, desc: str = "decoding") -> "
     for index, sample in enumerate(tqdm(samples, desc=desc, unit="img", mininterval=2)):
         pictures[index] = to_model_input(decode_image(sample.path.read_bytes()), size).astype(np.uint8)
     return pictures
+
+
+AUDIT_FORMAT = "coinspotter-audit/1"
+
+
+@dataclass(frozen=True)
+class Audit:
+    """What ``training/audit.py`` decided about the data set: which evaluation images are leak-free
+    (neither exact nor near duplicates of any training image) and which training images to drop
+    (label conflicts and redundant byte-identical copies)."""
+
+    leak_free_keys: dict[str, frozenset[str]]  # split -> sample keys
+    train_drop: frozenset[str]
+    conflicts: tuple[dict, ...] = ()
+    near_duplicate_rule: dict | None = None
+    path: Path | None = None
+
+    def leak_free(self, split: str) -> set[str]:
+        if split not in self.leak_free_keys:
+            raise KeyError(f"the audit {self.path} lists no leak-free {split!r} images")
+        return set(self.leak_free_keys[split])
+
+    def training_samples(self, train: list[Sample]) -> list[Sample]:
+        """The training samples the audit keeps (one copy per duplicate group, no conflicting labels)."""
+        return [sample for sample in train if sample.key not in self.train_drop]
+
+
+def read_audit(path: Path | str) -> Audit:
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != AUDIT_FORMAT:
+        raise ValueError(f"{path} is not a {AUDIT_FORMAT} file (format {data.get('format')!r})")
+    return Audit(
+        leak_free_keys={split: frozenset(keys) for split, keys in data["leak_free"].items()},
+        train_drop=frozenset(data["train_drop"]),
+        conflicts=tuple(data.get("conflicts", ())),
+        near_duplicate_rule=data.get("near_duplicate_rule"),
+        path=path,
+    )
+
+
+def leak_free_keys(root: Path | str, split: str, audit: Audit | None = None) -> set[str]:
+    """Keys of the leak-free ``split`` images: from the audit when there is one, else by the
+    byte-identical rule of :func:`leak_free` (which misses re-encoded and resized copies)."""
+    if audit is not None:
+        return audit.leak_free(split)
+    train = list_split(root, "train")
+    return {sample.key for sample in leak_free(list_split(root, split), train, read_original_hashes(root))}

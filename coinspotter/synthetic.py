@@ -107,11 +107,11 @@ def make_background(rng: np.random.Generator, kind: str, width: int, height: int
     elif kind == "wood":
         wood = np.array([rng.uniform(110, 190), rng.uniform(70, 120), rng.uniform(30, 70)], np.float32)
         period = rng.uniform(8, 30)
-        # Grain lines bend slowly: a warp field varying over ~150 px.
-        warp = cv2.resize(rng.normal(0, 1, (height // 150 + 2, width // 150 + 2)).astype(np.float32), (width, height),
+        # Grain lines bend slowly and gently: a warp field varying over ~200 px, shifting a line by ~1 period.
+        warp = cv2.resize(rng.normal(0, 1, (height // 200 + 2, width // 200 + 2)).astype(np.float32), (width, height),
                           interpolation=cv2.INTER_CUBIC)
         vertical = rng.random() < 0.5
-        along = (xx if vertical else yy) + warp * period * 1.5
+        along = (xx if vertical else yy) + warp * period
         grain = 0.5 + 0.5 * np.sin(2 * np.pi * along / period)
         fine = rng.normal(0, 1, (height, width)).astype(np.float32)
         fine = cv2.GaussianBlur(fine, (0, 0), sigmaX=0.6 if vertical else 6, sigmaY=6 if vertical else 0.6)
@@ -153,7 +153,7 @@ def make_scene(
     touching: bool | None = None,
     shadows: bool | None = None,
     uneven_light: bool | None = None,
-    radius_range: tuple[float, float] = (0.06, 0.22),
+    radius_range: tuple[float, float] = (0.04, 0.22),
 ) -> SyntheticScene:
     """A scene with ``n_coins`` coins (0 makes a coin-free scene) and their true circles.
 

@@ -1,0 +1,187 @@
+"""Augmentation for coin pictures, as Keras layers, so the same pipeline runs on CPU and GPU and in a
+model or a tf.data map.
+
+What a phone photo does to a coin: any rotation (a coin has no "up"), scale and position in the crop,
+tilt (perspective), lamp light from one side, warm or cold white balance, blur, sensor noise, JPEG
+artefacts, and a table, a palm or a cloth behind it. Never a mirror image: mirrored lettering is not a
+real coin, so there is deliberately no flip here.
+
+All custom layers are registered and serialisable; pictures are float RGB in 0..255.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+PACKAGE = "coinspotter"
+
+
+class _SeededLayer(keras.layers.Layer):
+    """A random layer whose draws come from a Keras SeedGenerator: reproducible under a seed."""
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def uniform(self, shape, low, high):
+        return keras.random.uniform(shape, low, high, seed=self.seed_generator)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomColorTemperature(_SeededLayer):
+    """Warm (lamp) or cold (shade) white balance: red and blue gains moving in opposite directions."""
+
+    def __init__(self, strength: float = 0.15, **kwargs):
+        super().__init__(**kwargs)
+        self.strength = strength
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        shift = self.uniform((tf.shape(images)[0], 1, 1, 1), -self.strength, self.strength)
+        gains = tf.concat([1 + shift, tf.ones_like(shift), 1 - shift], axis=-1)
+        return tf.clip_by_value(images * gains, 0, 255)
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomUnevenLight(_SeededLayer):
+    """Light falling off across the picture: a linear ramp in a random direction (a lamp to one side,
+    a hand's shadow), darkening one side by up to ``strength``."""
+
+    def __init__(self, strength: float = 0.45, **kwargs):
+        super().__init__(**kwargs)
+        self.strength = strength
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        batch = tf.shape(images)[0]
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        ys = tf.linspace(-1.0, 1.0, height)[None, :, None, None]
+        xs = tf.linspace(-1.0, 1.0, width)[None, None, :, None]
+        angle = self.uniform((batch, 1, 1, 1), 0.0, 6.2831853)
+        depth = self.uniform((batch, 1, 1, 1), 0.0, self.strength)
+        ramp = (tf.cos(angle) * xs + tf.sin(angle) * ys) * 0.5 + 0.5  # 0..1 across the picture
+        return tf.clip_by_value(images * (1.0 - depth * ramp), 0, 255)
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomBackground(_SeededLayer):
+    """Replace what lies outside the coin with a random surface: a flat colour, a gradient, a noisy
+    texture or stripes (wood, cloth). Assumes a localised crop: the coin is the centred disc of radius
+    ``coin_radius`` (fraction of the side) that the localiser's box leaves. Applied with probability
+    ``rate``; the edge of the disc is feathered so no hard ring is learnt."""
+
+    def __init__(self, rate: float = 0.6, coin_radius: float = 0.46, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.coin_radius = coin_radius
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        shape = tf.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        ys = tf.linspace(-0.5, 0.5, height)[None, :, None, None]
+        xs = tf.linspace(-0.5, 0.5, width)[None, None, :, None]
+        distance = tf.sqrt(xs * xs + ys * ys)
+        feather = 0.02
+        coin_mask = tf.clip_by_value((self.coin_radius - distance) / feather + 0.5, 0.0, 1.0)
+
+        base = self.uniform((batch, 1, 1, 3), 20.0, 235.0)
+        direction = self.uniform((batch, 1, 1, 1), 0.0, 6.2831853)
+        gradient = (tf.cos(direction) * xs + tf.sin(direction) * ys) * self.uniform((batch, 1, 1, 1), 0.0, 120.0)
+        stripes = tf.sin((xs * tf.cos(direction) - ys * tf.sin(direction)) * self.uniform((batch, 1, 1, 1), 10.0, 80.0))
+        stripes = stripes * self.uniform((batch, 1, 1, 1), 0.0, 25.0)
+        noise = keras.random.normal((batch, height, width, 1), seed=self.seed_generator) * self.uniform((batch, 1, 1, 1), 0.0, 20.0)
+        surface = tf.clip_by_value(base + gradient + stripes + noise, 0, 255)
+
+        apply = tf.cast(self.uniform((batch, 1, 1, 1), 0.0, 1.0) < self.rate, images.dtype)
+        mask = 1.0 - apply * (1.0 - coin_mask)
+        return images * mask + surface * (1.0 - mask)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "coin_radius": self.coin_radius}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomJpegQuality(_SeededLayer):
+    """Re-encode as JPEG at a random quality: the blocking and ringing of phone and messenger photos."""
+
+    def __init__(self, low: int = 30, high: int = 95, rate: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high, self.rate = low, high, rate
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        qualities = tf.cast(self.uniform((tf.shape(images)[0],), float(self.low), float(self.high)), tf.int32)
+        apply = self.uniform((tf.shape(images)[0],), 0.0, 1.0) < self.rate
+
+        def one(args):
+            image, quality, do = args
+            encoded = tf.image.adjust_jpeg_quality(tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8), quality)
+            return tf.where(do, tf.cast(encoded, image.dtype), image)
+
+        return tf.map_fn(one, (images, qualities, apply), fn_output_signature=images.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high, "rate": self.rate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomSensorNoise(_SeededLayer):
+    """Gaussian sensor noise of a random strength (0..``max_stddev`` in 0..255 units) per picture."""
+
+    def __init__(self, max_stddev: float = 8.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_stddev = max_stddev
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        stddev = self.uniform((tf.shape(images)[0], 1, 1, 1), 0.0, self.max_stddev)
+        noise = keras.random.normal(tf.shape(images), seed=self.seed_generator) * stddev
+        return tf.clip_by_value(images + noise, 0, 255)
+
+    def get_config(self):
+        return {**super().get_config(), "max_stddev": self.max_stddev}
+
+
+def coin_augmenter(seed: int = 0, phone_conditions: bool = True) -> keras.Sequential:
+    """The training augmentation. ``phone_conditions`` adds what the catalogue pictures lack
+    (backgrounds, tilt, uneven light, colour cast, JPEG) on top of the geometric and photometric basics."""
+    layers = []
+    if phone_conditions:
+        layers.append(RandomBackground(seed=seed + 1))
+    layers += [
+        keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 2),  # any angle
+        keras.layers.RandomZoom((-0.25, 0.15), fill_mode="reflect", seed=seed + 3),  # negative = zoom in
+        keras.layers.RandomTranslation(0.06, 0.06, fill_mode="reflect", seed=seed + 4),
+    ]
+    if phone_conditions:
+        layers += [
+            keras.layers.RandomPerspective(factor=0.5, scale=0.25, seed=seed + 5),
+            RandomUnevenLight(seed=seed + 6),
+            RandomColorTemperature(seed=seed + 7),
+        ]
+    layers += [
+        keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 8),
+        keras.layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 9),
+        keras.layers.RandomSaturation((0.3, 0.7), value_range=(0, 255), seed=seed + 10),
+        keras.layers.RandomGaussianBlur(factor=0.6, sigma=(0.1, 1.6), value_range=(0, 255), seed=seed + 11),
+        RandomSensorNoise(seed=seed + 12),
+    ]
+    if phone_conditions:
+        layers.append(RandomJpegQuality(seed=seed + 13))
+    return keras.Sequential(layers, name="coin_augmenter")

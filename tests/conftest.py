@@ -1,0 +1,59 @@
+"""Shared test settings. Keep this file small and generic: every test module gets what is here."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import pytest
+
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def _is_local(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    if host.lower() in _LOCAL_NAMES or host == socket.gethostname():
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # "%": an IPv6 zone id
+    except ValueError:
+        return host == ""  # "" binds to all local interfaces
+    return address.is_loopback or address.is_unspecified  # 0.0.0.0 and :: mean this machine
+
+
+def _refuse(where: object) -> None:
+    raise RuntimeError(
+        f"a test tried to reach {where!r}; tests run offline: "
+        "use a stand-in server on 127.0.0.1 (see tests/rate_standins.py) instead"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _offline_network(monkeypatch):
+    """Refuse connections and name look-ups beyond this machine's loopback, so no test reaches the internet."""
+    original_connect, original_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    original_getaddrinfo = socket.getaddrinfo
+
+    def checked(sock: socket.socket, address) -> None:
+        # Only internet sockets carry (host, port) addresses; Unix sockets (paths) stay on this machine.
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
+            _refuse(address)
+
+    def connect(sock, address):
+        checked(sock, address)
+        return original_connect(sock, address)
+
+    def connect_ex(sock, address):
+        checked(sock, address)
+        return original_connect_ex(sock, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None and not _is_local(host):
+            _refuse(host)  # a DNS look-up already leaves the machine
+        return original_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
