@@ -1,4 +1,4 @@
-"""Command line: ``python -m coinspotter classify [--model student|ensemble] [--top K] [--json] PATH...``"""
+"""Command line: ``python -m coinspotter classify [--model M] [--top K] [--currency CODE] [--json] PATH...``"""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .dataset import IMAGE_SUFFIXES
@@ -30,21 +31,24 @@ def format_line(path: Path, result: dict) -> str:
         return f"{path}: error: {result['error']}"
     prediction = result["prediction"]
     flag = "  (not sure)" if result["uncertain"] else ""
+    converted = f" ≈ {result['converted']['formatted']}" if "converted" in result else ""
     return (
         f"{path} #{result['coin']}: {prediction['name']} ({prediction['country']}), "
-        f"{prediction['face_value']} {prediction['currency']}, p={prediction['probability']:.2f}{flag}"
+        f"{prediction['face_value']} {prediction['currency']}{converted}, p={prediction['probability']:.2f}{flag}"
     )
 
 
-def classify_command(args) -> int:
-    from .service import CoinSpotter, RequestError, Upload
+def format_total(total: dict) -> str:
+    """``Total: €1.50 (offline rates as of 2024-12-31)``, and the provider's credit where its terms ask for one."""
+    line = f"Total: {total['formatted']} ({total['rates']['label']})"
+    attribution = total["rates"]["attribution"]
+    return line + (f"\n  {attribution['text']}: {attribution['url']}" if attribution else "")
 
-    paths = image_paths(args.paths)
-    if not paths:
-        print("error: no image files found", file=sys.stderr)
-        return 2
-    spotter = CoinSpotter().load(warm_up=False)
-    failures = 0
+
+def classified(spotter, paths: list[Path], model: str, top: int) -> Iterator[tuple[Path, dict]]:
+    """(path, result) for every coin found and every file that failed, in path order, BATCH files per model call."""
+    from .service import Upload
+
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
         uploads, unreadable = [], {}
@@ -53,22 +57,54 @@ def classify_command(args) -> int:
                 uploads.append(Upload(path.name, path.read_bytes()))
             except OSError as error:
                 unreadable[path] = f"cannot read the file ({error.strerror or error})"
-        try:
-            per_upload = spotter.classify_per_upload(uploads, model=args.model, top=args.top)[1] if uploads else []
-        except RequestError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        per_upload = spotter.classify_per_upload(uploads, model=model, top=top)[1] if uploads else []
         readable = [path for path in chunk if path not in unreadable]
         results_by_path = dict(zip(readable, per_upload))
         for path in chunk:
-            results = results_by_path.get(path) or [{"filename": path.name, "ok": False, "error": unreadable[path]}]
-            for result in results:
-                failures += not result["ok"]
-                if args.json:
-                    print(json.dumps({"path": str(path), **result}, ensure_ascii=False))
-                else:
-                    print(format_line(path, result))
-    return 1 if failures else 0
+            if path in unreadable:
+                yield path, {"filename": path.name, "ok": False, "error": unreadable[path]}
+            else:
+                yield from ((path, result) for result in results_by_path[path])
+
+
+def classify_command(args) -> int:
+    from .service import CoinSpotter, RequestError, conversion_currency
+
+    paths = image_paths(args.paths)
+    if not paths:
+        print("error: no image files found", file=sys.stderr)
+        return 2
+    try:
+        currency = conversion_currency(args.currency) if args.currency else None
+        spotter = CoinSpotter()
+    except (RequestError, ValueError) as error:  # a mistyped --currency or COINSPOTTER_* setting
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    spotter.load(warm_up=False)
+    lines = classified(spotter, paths, args.model, args.top)
+    conversion = {}
+    failures = 0
+    try:
+        if currency:
+            # every coin first, so that all values and their total come from one rate table
+            lines = list(lines)
+            conversion = spotter.convert([result for _, result in lines], currency)
+        for path, result in lines:
+            failures += not result["ok"]
+            if args.json:
+                print(json.dumps({"path": str(path), **result}, ensure_ascii=False))
+            else:
+                print(format_line(path, result))
+    except RequestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json and conversion:
+        print(json.dumps(conversion, ensure_ascii=False))
+    elif "total" in conversion:
+        print(format_total(conversion["total"]))
+    if "rates_error" in conversion:
+        print(f"error: {conversion['rates_error']}", file=sys.stderr)
+    return 1 if failures or "rates_error" in conversion else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("paths", nargs="+", metavar="PATH", help="an image, or a folder searched recursively")
     classify.add_argument("--model", choices=["student", "ensemble"], default="student")
     classify.add_argument("--top", type=int, default=5, help="how many classes to list per coin (1-20)")
-    classify.add_argument("--json", action="store_true", help="print one JSON object per coin")
+    classify.add_argument("--json", action="store_true",
+                          help="print one JSON object per coin (and, with --currency, a last one with the total)")
+    classify.add_argument("--currency", metavar="CODE",
+                          help="also show each value in this currency (EUR, USD, JPY...) and the total")
     classify.set_defaults(handler=classify_command)
     return parser
 

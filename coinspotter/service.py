@@ -19,11 +19,18 @@ from .config import Settings
 from .imageio import ImageError, decode_image
 from .inference import ModelRegistry
 from .localize import CoinBox, crop_box, locate_coins
+from .money import TARGET_CURRENCIES, currency_code
+from .rates import RateService, RateUnavailable, supported_currencies
 
 log = logging.getLogger(__name__)
 
 MODEL_CHOICES = ("student", "ensemble")
 MAX_TOP = 20
+# What values can be converted into: the targets first (the order people pick them in), then the catalog's
+# other currencies. All of them are in the offline snapshot, so each can always be priced somehow.
+CONVERSION_CURRENCIES: tuple[str, ...] = TARGET_CURRENCIES + tuple(
+    sorted(set(supported_currencies()) - set(TARGET_CURRENCIES))
+)
 
 
 class RequestError(ValueError):
@@ -46,11 +53,28 @@ class _Coin:
     crop: Image.Image
 
 
+def conversion_currency(code: object) -> str:
+    """``code`` as one of CONVERSION_CURRENCIES (``" eur"`` -> ``"EUR"``); RequestError if it is not one."""
+    try:
+        code = currency_code(code)
+    except ValueError as error:
+        raise RequestError(str(error)) from None
+    if code not in CONVERSION_CURRENCIES:
+        raise RequestError(f"{code} is not a currency values can be shown in; choose one of "
+                           f"{', '.join(CONVERSION_CURRENCIES)}")
+    return code
+
+
 class CoinSpotter:
-    def __init__(self, settings: Settings | None = None, registry: ModelRegistry | None = None):
+    """The classifier, the catalog and the exchange rates behind every entry point. Each part comes from the
+    environment (``Settings.from_env``, ``RateService.from_env``) unless given, as tests give their own."""
+
+    def __init__(self, settings: Settings | None = None, registry: ModelRegistry | None = None,
+                 rates: RateService | None = None):
         self.settings = settings or Settings.from_env()
         self.catalog: Catalog = load_catalog()
         self.registry = registry or ModelRegistry(self.settings.models_dir)
+        self.rates = rates if rates is not None else RateService.from_env()
 
     def load(self, warm_up: bool = True) -> "CoinSpotter":
         self.registry.load_all(warm_up=warm_up)
@@ -83,18 +107,28 @@ class CoinSpotter:
             raise RequestError(f"{count} files sent; the limit is {self.settings.limits.max_files} per request")
 
     # -- the classification itself
-    def classify(self, uploads: list[Upload], model: str = "student", top: int = 5) -> dict:
-        """The API's answer: one result per coin (or per failed file), in upload order, and a summary."""
+    def classify(self, uploads: list[Upload], model: str = "student", top: int = 5,
+                 currency: str | None = None) -> dict:
+        """The API's answer: one result per coin (or per failed file), in upload order, and a summary.
+
+        With a ``currency``, each coin also gets its ``converted`` value and the answer a ``total`` in that
+        currency (or a ``rates_error`` when no rate source can price it; see ``convert``).
+        """
         started = time.perf_counter()
+        if currency is not None:
+            currency = conversion_currency(currency)  # a mistyped code fails before any model work
         card, per_upload = self.classify_per_upload(uploads, model, top)
         results = [result for results in per_upload for result in results]
-        return {
+        answer = {
             "model": model,
             "model_name": card.display_name,
             "results": results,
             "summary": self.summarise(results),
-            "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
+        if currency is not None:
+            answer.update(self.convert(results, currency))
+        answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return answer
 
     def classify_per_upload(self, uploads: list[Upload], model: str = "student", top: int = 5):
         """(model card, one list of results per upload): a coin result per coin found, or one error."""
@@ -144,9 +178,45 @@ class CoinSpotter:
             "uncertain": ranked[0]["probability"] < uncertain_below,
         }
 
+    # -- values in one currency
+    def convert(self, results: list[dict], currency: str) -> dict:
+        """Give each coin of ``results`` its face value in ``currency`` (``result["converted"]``, added in place)
+        and return what the answer adds: ``{"total": ...}``, or ``{"rates_error": sentence}`` when no rate
+        source can price every currency involved (then no coin gets a value: none is better than a wrong one).
+
+        All values come from one rate table (``RateService.convert_many``): one source, one date, one label.
+        The total adds the exact values and rounds once, so it may differ by a cent from the rounded values' sum.
+        """
+        currency = conversion_currency(currency)
+        coins = [result for result in results if result.get("ok")]
+        items = [(Decimal(coin["prediction"]["face_value"]), coin["prediction"]["currency"]) for coin in coins]
+        try:
+            total = self.rates.convert_many(items, currency)
+        except RateUnavailable as error:
+            log.warning("No conversion into %s: %s", currency, error)
+            return {"rates_error": f"Values cannot be shown in {currency} right now. {error}"}
+        for coin, line in zip(coins, total.lines):
+            coin["converted"] = {"currency": line.currency, "amount": str(line.amount), "formatted": line.formatted}
+        return {
+            "total": {
+                "currency": total.currency,
+                "amount": str(total.amount),
+                "formatted": total.formatted,
+                "rates": total.origin.as_dict(),
+            }
+        }
+
+    def exchange_rates(self, base: str = "USD", symbols: list[str] | None = None) -> dict:
+        """The rates in use from ``base`` into ``symbols`` (default: every conversion currency), as strings,
+        with where they come from. RequestError for a code outside CONVERSION_CURRENCIES; RateUnavailable
+        when no source lists them all."""
+        base = conversion_currency(base)
+        wanted = list(dict.fromkeys(conversion_currency(code) for code in symbols)) if symbols else None
+        return self.rates.rates(base, wanted)
+
     @staticmethod
     def summarise(results: list[dict]) -> dict:
-        """Face values added up per currency (conversion into one currency is a separate step)."""
+        """Face values added up per currency (``convert`` puts them into one currency)."""
         totals: "OrderedDict[str, dict]" = OrderedDict()
         for result in results:
             if not result.get("ok"):

@@ -30,16 +30,23 @@ def chromium_available() -> bool:
 
 
 @contextlib.contextmanager
-def browser_page(width: int = 1280, height: int = 900, **context_options):
+def chromium():
+    """A headless Chromium; each ``browser.new_context(locale=...)`` in it is a fresh profile (own localStorage)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": width, "height": height}, **context_options)
-            yield context.new_page()
+            yield browser
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1280, height: int = 900, **context_options):
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": width, "height": height}, **context_options)
+        yield context.new_page()
 
 
 def upload(page, paths: list[str | Path], timeout_ms: int = 60_000) -> None:

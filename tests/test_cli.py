@@ -2,17 +2,26 @@ import json
 import os
 import subprocess
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
 from coinspotter import cli
 from coinspotter.config import REPO_ROOT
+from coinspotter.rates import load_snapshot
 from helpers import EXPECTED_CLASS, coin_picture, encode, write_model_dir
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return write_model_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(autouse=True)
+def offline_rates(monkeypatch):
+    """Conversions from the bundled snapshot, nothing cached on disk (subprocesses inherit this too)."""
+    monkeypatch.setenv("COINSPOTTER_RATE_PROVIDERS", "none")
+    monkeypatch.setenv("COINSPOTTER_RATE_CACHE", "off")
 
 
 @pytest.fixture()
@@ -51,10 +60,64 @@ def test_cli_and_api_agree_on_the_same_file(models, photos, monkeypatch, capsys)
 
     monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
     path = photos / "trip" / "day1" / "red.jpg"
-    cli.main(["classify", "--json", "--model", "ensemble", str(path)])
-    line = json.loads(capsys.readouterr().out)
-    answer = CoinSpotter().load(warm_up=False).classify([Upload("red.jpg", path.read_bytes())], model="ensemble")
+    cli.main(["classify", "--json", "--model", "ensemble", "--currency", "JPY", str(path)])
+    line, total = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    answer = CoinSpotter().load(warm_up=False).classify([Upload("red.jpg", path.read_bytes())], model="ensemble",
+                                                        currency="JPY")
     assert {k: v for k, v in line.items() if k != "path"} == answer["results"][0]
+    assert total == {"total": answer["total"]}
+
+
+def test_currency_adds_converted_values_and_a_total_line(models, photos, monkeypatch, capsys):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    snapshot = load_snapshot()
+    red_in_eur = Decimal("0.01") * snapshot.rates["EUR"] / snapshot.rates["AUD"]
+    total = (red_in_eur + 1).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+    status = cli.main(["classify", "--currency", "eur", str(photos / "trip")])
+
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD ≈ €0.01, p=" in out[0]
+    assert "green.png #1: 1 Euro (Euro area), 1 EUR ≈ €1.00, p=" in out[1]
+    assert out[2:] == [f"Total: €{total} (offline rates as of {snapshot.date.isoformat()})"]
+
+
+def test_currency_with_json_ends_with_the_total_object(models, photos, monkeypatch, capsys):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+
+    status = cli.main(["classify", "--json", "--currency", "USD", str(photos / "broken.jpg"), str(photos / "trip")])
+
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert status == 1  # broken.jpg failed; the others are converted all the same
+    assert [line.get("converted", {}).get("currency") for line in lines[:3]] == [None, "USD", "USD"]
+    assert lines[2]["converted"] == {"currency": "USD", "amount": lines[2]["converted"]["amount"],
+                                     "formatted": "$" + lines[2]["converted"]["amount"]}
+    assert set(lines[3]) == {"total"} and lines[3]["total"]["currency"] == "USD"
+    assert lines[3]["total"]["rates"]["offline"] is True and lines[3]["total"]["rates"]["provider"] == "snapshot"
+
+
+@pytest.mark.parametrize("code, message", [("EURO", "'EURO' is not a currency code"),
+                                           ("XAU", "XAU is not a currency values can be shown in")])
+def test_a_bad_currency_is_a_usage_error(models, photos, monkeypatch, capsys, code, message):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    assert cli.main(["classify", "--currency", code, str(photos / "trip")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+
+
+def test_a_currency_no_source_can_price_is_reported_after_the_coins(models, photos, monkeypatch, capsys, tmp_path):
+    snapshot = tmp_path / "snapshot.json"  # lists no AUD; and no provider is configured
+    snapshot.write_text(json.dumps({"source": "test", "date": "2024-12-31", "base": "USD", "rates": {"EUR": "0.9"}}))
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    monkeypatch.setenv("COINSPOTTER_RATE_SNAPSHOT", str(snapshot))
+
+    status = cli.main(["classify", "--currency", "EUR", str(photos / "trip")])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD, p=" in captured.out and "Total" not in captured.out
+    assert "error: Values cannot be shown in EUR right now. No exchange rate for AUD" in captured.err
 
 
 def test_python_dash_m_entry_point(models, photos):
@@ -66,8 +129,10 @@ def test_python_dash_m_entry_point(models, photos):
     )
     assert completed.returncode == 2 and "invalid choice" in completed.stderr
     completed = subprocess.run(
-        [sys.executable, "-m", "coinspotter", "classify", str(photos / "trip" / "day1" / "red.jpg")],
+        [sys.executable, "-m", "coinspotter", "classify", "--currency", "AUD",
+         str(photos / "trip" / "day1" / "red.jpg")],
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD" in completed.stdout
+    assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD ≈ A$0.01" in completed.stdout
+    assert "Total: A$0.01 (offline rates as of " in completed.stdout

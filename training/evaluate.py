@@ -5,9 +5,9 @@
         --audit reports/audit.json --out reports
 
 Every picture goes the server's way: ``imageio.decode_image`` -> the localiser (``classifier_view``)
--> the classifier's ``predict_images``. Catalogue pictures are given whole by default, as training
-prepares them (``--catalogue-view localised`` puts them through the localiser too); real photos are
-cut to the localiser's best coin box. Ensembles are built by ``ModelRegistry`` from their cards.
+-> the classifier's ``predict_images``. Catalogue pictures go through the localiser too by default, as
+an upload would (``--catalogue-view whole`` gives them whole); real photos are cut to the localiser's
+best coin box. Ensembles are built by ``ModelRegistry`` from their cards.
 
 Figures, on the full validation split and its leak-free part side by side (leak-free = the audit's
 list when ``--audit`` is given, else "original bytes match no training image"), optionally on the
@@ -66,8 +66,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="reports", help="folder for the json, markdown and pictures")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--latency-repeats", type=int, default=15, help="timed calls per batch size (0: skip)")
-    parser.add_argument("--catalogue-view", choices=("whole", "localised"), default="whole",
-                        help="catalogue pictures whole (as training sees them) or cut by the localiser")
+    parser.add_argument("--catalogue-view", choices=("whole", "localised"), default="localised",
+                        help="catalogue pictures cut by the localiser (as the server does) or whole")
     parser.add_argument("--update-card", action="store_true",
                         help="write the headline figures into each card's metrics")
     return parser.parse_args(argv)
@@ -151,7 +151,7 @@ def load_real_photos(root: Path) -> EvalSet:
 
 
 def load_eval_sets(data_root, real_photos_root=None, audit_path=None, splits=("validation",),
-                   catalogue_view: str = "whole") -> list[EvalSet]:
+                   catalogue_view: str = "localised") -> list[EvalSet]:
     audit = dataset.read_audit(audit_path) if audit_path else None
     sets = [load_catalogue_split(Path(data_root), split, audit, catalogue_view == "localised") for split in splits]
     if real_photos_root:
@@ -285,7 +285,7 @@ def evaluate_classifier(classifier, eval_sets: list[EvalSet], batch_size: int = 
 
 
 def evaluate_card(card_path, data_root, real_photos_root=None, audit_path=None, *, splits=("validation",),
-                  out_dir=None, batch_size: int = 32, latency_repeats: int = 15, catalogue_view: str = "whole",
+                  out_dir=None, batch_size: int = 32, latency_repeats: int = 15, catalogue_view: str = "localised",
                   eval_sets: list[EvalSet] | None = None, registry=None, command: str | None = None) -> dict:
     """Evaluate the model of one card; returns the report, whose "card_metrics" suit ``ModelCard.metrics``.
 
@@ -307,7 +307,7 @@ def evaluate_card(card_path, data_root, real_photos_root=None, audit_path=None, 
             + (["--real-photos", str(real_photos_root)] if real_photos_root else [])
             + (["--audit", str(audit_path)] if audit_path else [])
             + ["--splits", *[s.name for s in eval_sets if s.name != REAL_PHOTOS]]
-            + (["--catalogue-view", catalogue_view] if catalogue_view != "whole" else [])
+            + (["--catalogue-view", catalogue_view] if catalogue_view != "localised" else [])
         )
     started = time.perf_counter()
     report = {

@@ -1,4 +1,4 @@
-"""The JSON API on the page's own Flask server: ``POST /api/classify`` and ``GET /healthz``."""
+"""The JSON API on the page's own Flask server: ``POST /api/classify``, ``GET /api/rates`` and ``GET /healthz``."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +6,7 @@ import logging
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from coinspotter.rates import RateUnavailable
 from coinspotter.service import CoinSpotter, RequestError, Upload
 
 log = logging.getLogger(__name__)
@@ -25,15 +26,27 @@ def register(server: Flask, spotter: CoinSpotter) -> None:
     def classify():
         files = request.files.getlist("image")
         model = request.form.get("model", "student")
+        currency = request.form.get("currency", "").strip() or None  # an empty field means "no conversion"
         try:
             top = int(request.form.get("top", "5"))
         except ValueError:
             return json_error(400, "top must be a whole number")
         uploads = [Upload(file.filename or "", file.read()) for file in files]
         try:
-            return jsonify(spotter.classify(uploads, model=model, top=top))
+            return jsonify(spotter.classify(uploads, model=model, top=top, currency=currency))
         except RequestError as error:
             return json_error(400, str(error))
+
+    @blueprint.get("/api/rates")
+    def rates():
+        base = request.args.get("base", "").strip() or "USD"
+        symbols = [code for code in request.args.get("symbols", "").split(",") if code.strip()]
+        try:
+            return jsonify(spotter.exchange_rates(base, symbols or None))
+        except RequestError as error:
+            return json_error(400, str(error))
+        except RateUnavailable as error:
+            return json_error(503, str(error))
 
     @blueprint.get("/healthz")
     def healthz():
@@ -46,9 +59,13 @@ def register(server: Flask, spotter: CoinSpotter) -> None:
     def classify_wrong_method():
         return json_error(405, "use POST with a multipart form; send the photos in the field 'image'")
 
+    @blueprint.route("/api/rates", methods=["POST", "PUT", "PATCH", "DELETE"])
+    def rates_wrong_method():
+        return json_error(405, "use GET, e.g. /api/rates?base=USD&symbols=EUR,JPY")
+
     @blueprint.route("/api/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown_api_path(unknown):
-        return json_error(404, "no such API endpoint; see POST /api/classify")
+        return json_error(404, "no such API endpoint; see POST /api/classify and GET /api/rates")
 
     server.register_blueprint(blueprint)
 

@@ -5,10 +5,18 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from coinspotter.service import CoinSpotter
+from coinspotter.money import CURRENCIES
+from coinspotter.service import CONVERSION_CURRENCIES, CoinSpotter
 
 MODEL_LABELS = {"student": "Fast (MobileNetV2)", "ensemble": "Most accurate (teacher ensemble)"}
 BROWSER_MAX_BYTES = 15 * 1024 * 1024  # the browser refuses larger files early; the server checks again
+# Shown until the browser has said which currency it prefers (assets/currency.js picks it on load).
+INITIAL_CURRENCY = "USD"
+
+
+def currency_options() -> list[dict]:
+    """"EUR — Euro": the code first, so that typing "E" on the focused selector jumps to it."""
+    return [{"label": f"{code} — {CURRENCIES[code].name}", "value": code} for code in CONVERSION_CURRENCIES]
 
 
 def build_layout(spotter: CoinSpotter):
@@ -55,12 +63,27 @@ def build_layout(spotter: CoinSpotter):
                             ],
                             className="d-flex flex-wrap align-items-center mt-3",
                         ),
+                        html.Div(
+                            [
+                                html.Label("Show values in", htmlFor="currency",
+                                           className="form-label fw-semibold me-3 mb-0"),
+                                dbc.Select(id="currency", options=currency_options(), value=INITIAL_CURRENCY,
+                                           class_name="currency-select w-auto"),
+                            ],
+                            className="d-flex flex-wrap align-items-center mt-3",
+                        ),
+                        # the currency the user picked, kept in the browser (localStorage) across visits
+                        dcc.Store(id="currency-choice", storage_type="local"),
                     ]
                 ),
                 className="mb-3 shadow-sm",
             ),
             dcc.Loading(
-                html.Div(id="results", **{"aria-live": "polite"}),
+                [
+                    # the last classification, so that a change of currency re-renders it without the photos
+                    dcc.Store(id="classification"),
+                    html.Div(id="results", **{"aria-live": "polite"}),
+                ],
                 type="circle",
                 delay_show=150,
             ),
@@ -100,8 +123,14 @@ def probability_chart(top: list[dict]) -> dcc.Graph:
     )
 
 
-def coin_card(result: dict, thumbnail: str | None, flag: str):
+def coin_card(result: dict, flag: str):
+    """One coin: ``result`` as the service gives it, with its ``thumbnail`` (a data URL or None) and,
+    when converted, its ``converted`` value."""
     prediction = result["prediction"]
+    thumbnail = result.get("thumbnail")
+    converted = result.get("converted")
+    if converted and converted["currency"] == prediction["currency"]:
+        converted = None  # "1 EUR ≈ €1.00" says nothing new
     sure = not result["uncertain"]
     badge = (
         dbc.Badge(f"{prediction['probability']:.0%} sure", color="success", className="ms-2")
@@ -118,7 +147,15 @@ def coin_card(result: dict, thumbnail: str | None, flag: str):
                     [
                         html.H2([title, badge], className="h5 mb-1"),
                         html.Div([html.Span(flag + " ", **{"aria-hidden": "true"}), prediction["country"]]),
-                        html.Div(f"Face value: {prediction['face_value']} {prediction['currency']}", className="fw-semibold"),
+                        html.Div(
+                            [
+                                f"Face value: {prediction['face_value']} {prediction['currency']}",
+                                " ",
+                                html.Span(f"≈ {converted['formatted']}", className="converted-value text-nowrap")
+                                if converted else None,
+                            ],
+                            className="fw-semibold",
+                        ),
                         html.Small(f"{result['filename']} · coin {result['coin']}", className="text-muted text-break"),
                     ]
                 ),
@@ -145,20 +182,51 @@ def error_card(result: dict):
     )
 
 
-def summary_card(summary: dict, model_name: str):
+def summary_card(summary: dict, model_name: str, conversion: dict):
+    """The coins counted per currency and, from ``CoinSpotter.convert``, their total in one currency
+    (``{"total": ...}``) or why there is none (``{"rates_error": ...}``); ``{}`` when none was asked for."""
     if not summary["coins"]:
         return dbc.Alert("No coin could be identified in these files.", color="secondary")
     lines = [
         html.Li(f"{entry['coins']} coin{'s' if entry['coins'] != 1 else ''}: {entry['amount']} {entry['currency']}")
         for entry in summary["by_currency"]
     ]
+    if "total" in conversion:
+        converted = [
+            html.Div(["Total: ", html.Strong(conversion["total"]["formatted"], className="total-amount")],
+                     className="fs-5 rates-total"),
+            rates_note(conversion["total"]["rates"]),
+        ]
+    elif "rates_error" in conversion:
+        converted = [dbc.Alert(conversion["rates_error"], color="warning", className="py-2 my-2 small rates-error")]
+    else:
+        converted = []
     return dbc.Card(
         dbc.CardBody(
             [
                 html.H2(f"{summary['coins']} coin{'s' if summary['coins'] != 1 else ''} found", className="h5"),
                 html.Ul(lines, className="mb-1 summary-totals"),
+                *converted,
                 html.Small(f"Model: {model_name}", className="text-muted"),
             ]
         ),
         className="mb-3 shadow-sm summary-card",
     )
+
+
+def rates_note(rates: dict):
+    """Where the total's rates come from (``RateOrigin.as_dict``): a warning when they are offline or out of date,
+    and the provider's credit where its terms ask for one (ExchangeRate-API)."""
+    attribution = rates["attribution"]
+    credit = (
+        [" · ", html.A(attribution["text"], href=attribution["url"], target="_blank", rel="noopener",
+                       className="rates-attribution")]
+        if attribution else []
+    )
+    if rates["offline"]:
+        message = f"Using {rates['label']}: no live exchange rates are available, so converted values are approximate."
+    elif rates["stale"]:
+        message = f"Using {rates['label']}: no newer rates could be fetched."
+    else:
+        return html.Small([f"Using {rates['label']}.", *credit], className="text-muted d-block mb-1 rates-source")
+    return dbc.Alert([message, *credit], color="warning", className="py-2 my-2 small rates-note")

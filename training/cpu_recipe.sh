@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The CPU recipe that produces the served models, step by step; every step resumes where it stopped,
+# so running this script again after a session ends continues the work.
+#
+#   DATA=../shared/data/coin-images WEIGHTS=<dir of prepared .weights.h5> bash training/cpu_recipe.sh [STEP...]
+#
+# Steps: audit views student_baseline xception bilinear_xception students  (default: all, in order)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/coin-images}
+WEIGHTS=${WEIGHTS:?set WEIGHTS to the folder written by prepare_weights.py --out}
+RUNS=${RUNS:-runs}
+MODELS=${MODELS:-$RUNS/models}
+STEPS=${*:-audit views student_baseline xception bilinear_xception students}
+common=(--views "$RUNS/views" --data "$DATA" --audit reports/audit.json --out "$MODELS" --work "$RUNS" --resume)
+mnv2=(--arch mobilenetv2 --weights "$WEIGHTS/mobilenet_v2_imagenet_notop.weights.h5")
+xcp=(--weights "$WEIGHTS/xception_imagenet_notop.weights.h5")
+
+for step in $STEPS; do
+  echo "=== $step $(date -u +%FT%TZ)"
+  case $step in
+    audit) [ -f reports/audit.json ] || python training/audit.py --data "$DATA" --out reports ;;
+    views) python training/views.py --data "$DATA" --out "$RUNS/views" --views 5 --audit reports/audit.json ;;
+    student_baseline) python training/train.py "${mnv2[@]}" --name student_baseline "${common[@]}" --epochs 30 ;;
+    xception) python training/train.py --arch xception "${xcp[@]}" --name xception "${common[@]}" --epochs 20 ;;
+    bilinear_xception) python training/train.py --arch bilinear-xception "${xcp[@]}" --name bilinear_xception "${common[@]}" --epochs 20 ;;
+    students)
+      for t in 2 5 10; do
+        python training/train.py "${mnv2[@]}" --name "student_t$t" --teachers xception bilinear_xception \
+          --temperature "$t" --alpha 0.7 "${common[@]}" --epochs 30
+      done ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done
