@@ -118,3 +118,18 @@ def test_teacher_architectures_survive_h5_save_and_load(arch, tmp_path):
     # the split halves compose to the whole network
     logits = top_logits.predict(bottom.predict(x, verbose=0), verbose=0)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(logits)), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_ensemble_card_serves_the_average_of_its_members(trained):
+    import ensemble
+
+    from coinspotter.inference import ModelRegistry
+    from helpers import coin_picture
+
+    models = trained / "models"
+    assert ensemble.main(["--members", "teacher", "student", "--out", str(models)]) == 0
+    registry = ModelRegistry(models)
+    pictures = [coin_picture("red"), coin_picture("blue")]
+    expected = (registry.get("teacher").predict_images(pictures) + registry.get("student").predict_images(pictures)) / 2
+    np.testing.assert_allclose(registry.get("ensemble").predict_images(pictures), expected, atol=1e-6)
+    assert (trained / "runs" / "teacher" / "curves.png").stat().st_size > 1000  # the training curves were drawn

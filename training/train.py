@@ -222,6 +222,26 @@ def teacher_logits(names: list[str], work: Path, views_dir: Path, count: int, cl
     return np.mean(stacks, axis=0)
 
 
+def plot_history(history: list[dict], path: Path, name: str) -> None:
+    """Training curves: loss and validation top-1 (all and leak-free) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [entry["epoch"] for entry in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(epochs, [entry["loss"] for entry in history], marker="o")
+    left.set(title=f"{name}: training loss", xlabel="epoch")
+    right.plot(epochs, [entry["val_top1"] for entry in history], marker="o", label="validation, all")
+    right.plot(epochs, [entry["val_leak_free_top1"] for entry in history], marker="o", label="validation, leak-free")
+    right.set(title="top-1", xlabel="epoch", ylim=(0, 1))
+    right.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -315,6 +335,7 @@ def main(argv=None) -> int:
             log.info("no better leak-free validation for %d epochs: stopping", args.patience)
             break
 
+    plot_history(state["history"], work / "curves.png", args.name)
     top_logits.load_weights(best_path)
     # logits of the chosen model over every view, for the students that distil from it
     logits = top_logits.predict(np.asarray(train_features, dtype=np.float32), batch_size=128, verbose=0)
