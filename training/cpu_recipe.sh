@@ -4,14 +4,16 @@
 #
 #   DATA=../shared/data/coin-images WEIGHTS=<dir of prepared .weights.h5> bash training/cpu_recipe.sh [STEP...]
 #
-# Steps: audit views student_baseline xception bilinear_xception students  (default: all, in order)
+# Steps: audit views student_baseline xception bilinear_xception mobilenetv2_deep students ensemble
+# (default: all, in order). The third teacher is a MobileNetV2 fine-tuned from block 6 up: no
+# InceptionV3 ImageNet weights can be had here (the script still takes --arch inceptionv3 --weights imagenet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/coin-images}
 WEIGHTS=${WEIGHTS:?set WEIGHTS to the folder written by prepare_weights.py --out}
 RUNS=${RUNS:-runs}
 MODELS=${MODELS:-$RUNS/models}
-STEPS=${*:-audit views student_baseline xception bilinear_xception students}
+STEPS=${*:-audit views student_baseline xception bilinear_xception mobilenetv2_deep students ensemble}
 common=(--views "$RUNS/views" --data "$DATA" --audit reports/audit.json --out "$MODELS" --work "$RUNS" --resume)
 mnv2=(--arch mobilenetv2 --weights "$WEIGHTS/mobilenet_v2_imagenet_notop.weights.h5")
 xcp=(--weights "$WEIGHTS/xception_imagenet_notop.weights.h5")
@@ -24,11 +26,13 @@ for step in $STEPS; do
     student_baseline) python training/train.py "${mnv2[@]}" --name student_baseline "${common[@]}" --epochs 30 ;;
     xception) python training/train.py --arch xception "${xcp[@]}" --name xception "${common[@]}" --epochs 20 ;;
     bilinear_xception) python training/train.py --arch bilinear-xception "${xcp[@]}" --name bilinear_xception "${common[@]}" --epochs 20 ;;
+    mobilenetv2_deep) python training/train.py "${mnv2[@]}" --name mobilenetv2_deep --freeze-until block_5_add "${common[@]}" --epochs 20 ;;
     students)
       for t in 2 5 10; do
-        python training/train.py "${mnv2[@]}" --name "student_t$t" --teachers xception bilinear_xception \
+        python training/train.py "${mnv2[@]}" --name "student_t$t" --teachers xception bilinear_xception mobilenetv2_deep \
           --temperature "$t" --alpha 0.7 "${common[@]}" --epochs 30
       done ;;
+    ensemble) python training/ensemble.py --members xception bilinear_xception mobilenetv2_deep --out "$MODELS" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
