@@ -60,7 +60,9 @@ def running_server(extra_env: dict | None = None, startup_timeout: float = 180):
     command = procfile_command()
     # bind to loopback only, whatever the Procfile says for the platform
     command += ["--bind", f"127.0.0.1:{port}"]
-    log = open(REPO_ROOT / "runs" / "benchmark-server.log", "w") if (REPO_ROOT / "runs").is_dir() else subprocess.DEVNULL
+    # the server's log (one JSON line per request) for a look afterwards; runs/ is not under version control
+    log_path = REPO_ROOT / "runs" / "benchmark-server.log"
+    log = open(log_path, "w") if log_path.parent.is_dir() else subprocess.DEVNULL
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -81,6 +83,9 @@ def running_server(extra_env: dict | None = None, startup_timeout: float = 180):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+        if log is not subprocess.DEVNULL:
+            log.close()
 
 
 def workers_ready(pid: int) -> bool:

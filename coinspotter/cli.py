@@ -9,9 +9,39 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from .config import Limits
 from .dataset import IMAGE_SUFFIXES
 
 BATCH = 16  # images per classifier call: large enough to batch, small enough to show progress
+
+
+class Unreadable(Exception):
+    """A path that gives no bytes to classify; the message says why, for that path's line."""
+
+
+def read_photo(path: Path, limits: Limits) -> bytes:
+    """The bytes of one photo, never more than the per-file limit plus one: a huge file, a device or a pipe
+    named by mistake costs no more memory or time than a large photo. Unreadable, with the reason, otherwise."""
+    from .imageio import ImageError, check_file_size
+
+    if path.exists() and not path.is_file():  # /dev/zero, a fifo...: reading would never end
+        raise Unreadable("not a regular file")
+    try:
+        check_file_size(path.stat().st_size, limits)
+        with path.open("rb") as file:
+            data = file.read(limits.max_bytes_per_file + 1)  # +1: a file that grew since stat() is still caught
+        check_file_size(len(data), limits)
+    except ImageError as error:
+        raise Unreadable(str(error)) from None
+    except OSError as error:
+        raise Unreadable(f"cannot read the file ({error.strerror or error})") from None
+    return data
+
+
+def shown(path: Path) -> str:
+    """``path`` for a terminal line: control characters escaped, so a file name cannot move the cursor or recolour
+    the terminal (``--json`` output is escaped by JSON itself)."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in str(path))
 
 
 def image_paths(paths: list[str]) -> list[Path]:
@@ -28,12 +58,12 @@ def image_paths(paths: list[str]) -> list[Path]:
 
 def format_line(path: Path, result: dict) -> str:
     if not result["ok"]:
-        return f"{path}: error: {result['error']}"
+        return f"{shown(path)}: error: {result['error']}"
     prediction = result["prediction"]
     flag = "  (not sure)" if result["uncertain"] else ""
     converted = f" ≈ {result['converted']['formatted']}" if "converted" in result else ""
     return (
-        f"{path} #{result['coin']}: {prediction['name']} ({prediction['country']}), "
+        f"{shown(path)} #{result['coin']}: {prediction['name']} ({prediction['country']}), "
         f"{prediction['face_value']} {prediction['currency']}{converted}, p={prediction['probability']:.2f}{flag}"
     )
 
@@ -47,24 +77,22 @@ def format_total(total: dict) -> str:
 
 def classified(spotter, paths: list[Path], model: str, top: int) -> Iterator[tuple[Path, dict]]:
     """(path, result) for every coin found and every file that failed, in path order, BATCH files per model call."""
-    from .service import Upload
+    from .service import Upload, display_filename
 
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
         uploads, unreadable = [], {}
         for path in chunk:
             try:
-                uploads.append(Upload(path.name, path.read_bytes()))
-            except OSError as error:
-                unreadable[path] = f"cannot read the file ({error.strerror or error})"
-        per_upload = spotter.classify_per_upload(uploads, model=model, top=top)[1] if uploads else []
-        readable = [path for path in chunk if path not in unreadable]
-        results_by_path = dict(zip(readable, per_upload))
-        for path in chunk:
+                uploads.append(Upload(path.name, read_photo(path, spotter.settings.limits)))
+            except Unreadable as error:
+                unreadable[path] = str(error)
+        per_upload = iter(spotter.classify_per_upload(uploads, model=model, top=top)[1] if uploads else [])
+        for path in chunk:  # the same path given twice gets its own results twice
             if path in unreadable:
-                yield path, {"filename": path.name, "ok": False, "error": unreadable[path]}
+                yield path, spotter.error_result(display_filename(path.name), unreadable[path])
             else:
-                yield from ((path, result) for result in results_by_path[path])
+                yield from ((path, result) for result in next(per_upload))
 
 
 def classify_command(args) -> int:

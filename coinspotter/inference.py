@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 def configure_tensorflow_threads() -> None:
     """Keep TensorFlow's pools to the cores we have; set before TensorFlow starts its pools.
 
-    On a 2-core box one op running on both cores beats two ops fighting over them.
+    On a 2-core box one op running on both cores beats two ops fighting over them: the intra-op pool (the
+    threads one convolution is split over) keeps TensorFlow's default, one per core; the inter-op pool (ops
+    run side by side) gets one thread, as a MobileNet is a chain with little to run side by side and every
+    extra thread is one more fighting over two cores. ``COINSPOTTER_TF_INTRA_THREADS`` and
+    ``COINSPOTTER_TF_INTER_THREADS`` override them (on a larger box, leave intra at 0 = one per core).
     """
     import tensorflow as tf
 
@@ -66,8 +70,12 @@ class KerasClassifier(Classifier):
         if outputs != len(card.class_ids):
             raise ModelCardError(f"{card.name}: model has {outputs} outputs, card lists {len(card.class_ids)} classes")
         # One traced graph for every batch size: an eager call pays Python overhead per layer (measured
-        # ~5x slower at batch 1 on 2 cores), and reduce_retracing stops a new trace per batch size.
-        self._forward = tf.function(lambda batch: self.model(batch, training=False), reduce_retracing=True)
+        # ~5x slower at batch 1 on 2 cores). The signature's open batch dimension makes the warm-up's trace
+        # the only one (no retrace when the first batch of 8 comes), and autograph is off because the call
+        # has no Python control flow to convert: it would write converted source to a temporary file.
+        signature = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.float32)
+        self._forward = tf.function(lambda batch: self.model(batch, training=False),
+                                    input_signature=[signature], autograph=False)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:

@@ -6,8 +6,10 @@ coin of every upload is classified in one batch, and each failure stays with its
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MODEL_CHOICES = ("student", "ensemble")
 MAX_TOP = 20
+MAX_FILENAME_CHARS = 200  # longer names are cut: a name is a label, never a path
+NO_COIN_FOUND = "No coin was found in this photo. Try a closer, sharper photo on a plain surface."
 # What values can be converted into: the targets first (the order people pick them in), then the catalog's
 # other currencies. All of them are in the offline snapshot, so each can always be priced somehow.
 CONVERSION_CURRENCIES: tuple[str, ...] = TARGET_CURRENCIES + tuple(
@@ -37,10 +41,29 @@ class RequestError(ValueError):
     """The request as a whole cannot be served (unknown model, bad ``top``...): a 4xx, not a crash."""
 
 
+def display_filename(name: object) -> str:
+    r"""What a result calls an uploaded file: the name the client sent, as a label only (uploads are never stored,
+    so ``../`` leads nowhere), without control or format characters, at most MAX_FILENAME_CHARS long.
+    ``"a\u202egpj.exe"`` -> ``"agpj.exe"``. It stays text: the page escapes it, JSON quotes it.
+    """
+    # a newline, an escape sequence or U+202E (which makes "a\u202egpj.exe" read "aexe.jpg") goes; other spaces
+    # become plain ones (macOS puts U+202F in screenshot names)
+    text = "".join(char if char.isprintable() else " " if char.isspace() else "" for char in str(name or ""))
+    return text if len(text) <= MAX_FILENAME_CHARS else text[: MAX_FILENAME_CHARS - 1] + "…"
+
+
 @dataclass
 class Upload:
     filename: str
     data: bytes
+
+    def __post_init__(self):
+        self.filename = display_filename(self.filename)
+
+
+# Called with each decoded photo and its coin boxes while the photo is in memory, so that a caller can draw
+# from it (the page's thumbnails) without decoding the upload a second time.
+PhotoHook = Callable[[int, Image.Image, list[CoinBox]], None]
 
 
 @dataclass
@@ -75,6 +98,8 @@ class CoinSpotter:
         self.catalog: Catalog = load_catalog()
         self.registry = registry or ModelRegistry(self.settings.models_dir)
         self.rates = rates if rates is not None else RateService.from_env()
+        # bounds the photos decoded at once across all request threads (see Settings.images_at_once)
+        self._image_slots = threading.BoundedSemaphore(self.settings.images_at_once)
 
     def load(self, warm_up: bool = True) -> "CoinSpotter":
         self.registry.load_all(warm_up=warm_up)
@@ -104,7 +129,8 @@ class CoinSpotter:
         if count == 0:
             raise RequestError("no image was sent; send one or more files in the field 'image'")
         if count > self.settings.limits.max_files:
-            raise RequestError(f"{count} files sent; the limit is {self.settings.limits.max_files} per request")
+            raise RequestError(f"{count} files at once; the limit is {self.settings.limits.max_files} per request. "
+                               "Please send them in smaller groups.")
 
     # -- the classification itself
     def classify(self, uploads: list[Upload], model: str = "student", top: int = 5,
@@ -130,8 +156,12 @@ class CoinSpotter:
         answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return answer
 
-    def classify_per_upload(self, uploads: list[Upload], model: str = "student", top: int = 5):
-        """(model card, one list of results per upload): a coin result per coin found, or one error."""
+    def classify_per_upload(self, uploads: list[Upload], model: str = "student", top: int = 5,
+                            on_photo: PhotoHook | None = None):
+        """(model card, one list of results per upload): a coin result per coin found, or one error.
+
+        ``on_photo(index, image, boxes)`` sees each decoded photo that holds coins (see PhotoHook).
+        """
         self.check_request(model, top, len(uploads))
         classifier = self.registry.get(model)
         uncertain_below = classifier.card.uncertain_below or self.settings.uncertain_below
@@ -139,19 +169,12 @@ class CoinSpotter:
         per_upload: list[list[dict]] = [[] for _ in uploads]
         coins: list[_Coin] = []
         for index, upload in enumerate(uploads):
-            try:
-                image = decode_image(upload.data, self.settings.limits)
-            except ImageError as error:
-                per_upload[index].append(self._error(upload, str(error)))
-                continue
-            found = locate_coins(image)
-            if not found.found:
-                per_upload[index].append(
-                    self._error(upload, "No coin was found in this photo. Try a closer, sharper photo on a plain surface.")
-                )
-                continue
-            for number, box in enumerate(found.boxes, start=1):
-                coins.append(_Coin(index, number, box, crop_box(image, box)))
+            with self._image_slots:  # the decoded photo, the big allocation, lives only in here
+                found = self._find_coins(index, upload, on_photo)
+            if isinstance(found, str):
+                per_upload[index].append(self.error_result(upload.filename, found))
+            else:
+                coins.extend(found)
 
         # every coin of every upload in one batch: one model call instead of one per photo
         probabilities = classifier.predict_images([coin.crop for coin in coins]) if coins else []
@@ -161,9 +184,23 @@ class CoinSpotter:
             )
         return classifier.card, per_upload
 
+    def _find_coins(self, index: int, upload: Upload, on_photo: PhotoHook | None) -> list[_Coin] | str:
+        """The coins of one upload, cropped, or the sentence saying why there are none."""
+        try:
+            image = decode_image(upload.data, self.settings.limits)
+        except ImageError as error:
+            return str(error)
+        boxes = locate_coins(image).boxes
+        if not boxes:
+            return NO_COIN_FOUND
+        if on_photo is not None:
+            on_photo(index, image, boxes)
+        return [_Coin(index, number, box, crop_box(image, box)) for number, box in enumerate(boxes, start=1)]
+
     @staticmethod
-    def _error(upload: Upload, message: str) -> dict:
-        return {"filename": upload.filename, "ok": False, "error": message}
+    def error_result(filename: str, message: str) -> dict:
+        """The result for a file that gave no coin: its name and a sentence for the user."""
+        return {"filename": filename, "ok": False, "error": message}
 
     def _coin_result(self, filename, coin: _Coin, row, class_ids, top, uncertain_below) -> dict:
         order = np.argsort(-row)[:top]

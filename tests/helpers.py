@@ -5,6 +5,7 @@ blue to three classes, so a red coin must come out as the first class.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -64,3 +65,69 @@ def write_model_dir(folder: Path, with_ensemble: bool = True) -> Path:
             class_ids=TINY_CLASS_IDS, input_size=32, members=["member_a", "member_b"],
         ).save(folder / "ensemble.json")
     return folder
+
+
+def coins_picture(colours: list[str], side: int = 200, background=(250, 250, 250)) -> Image.Image:
+    """One photo of several coins side by side (``coin_picture``s of ``side`` pixels), in reading order."""
+    image = Image.new("RGB", (side * len(colours), side), background)
+    for index, colour in enumerate(colours):
+        image.paste(coin_picture(colour, (side, side), background), (index * side, 0))
+    return image
+
+
+@contextlib.contextmanager
+def imported_web_app(models: Path, module_name: str, **settings: str):
+    """web-app/app.py imported as the server imports it, under ``module_name``, with the offline rate snapshot
+    and the given COINSPOTTER_* ``settings`` (``MAX_FILES="5"`` sets COINSPOTTER_MAX_FILES)."""
+    import importlib.util
+    import sys
+
+    import pytest
+
+    from coinspotter.config import REPO_ROOT
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    patch.setenv("COINSPOTTER_RATE_PROVIDERS", "none")  # the offline snapshot
+    patch.setenv("COINSPOTTER_RATE_CACHE", "off")
+    for name, value in settings.items():
+        patch.setenv(f"COINSPOTTER_{name}", value)
+    spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / "web-app" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        patch.undo()
+        sys.modules.pop(module_name, None)
+
+
+def components(component):
+    """Every component of a Dash layout tree (as ``{"type", "namespace", "props"}`` dicts), depth first."""
+    stack = [component]
+    while stack:
+        item = stack.pop()
+        if hasattr(item, "to_plotly_json"):
+            item = item.to_plotly_json()
+        if isinstance(item, dict) and "props" in item and "type" in item:
+            yield item
+            stack.extend(reversed(list(item["props"].values())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+
+
+def texts(component) -> list[str]:
+    """Every string a Dash layout tree shows as text, in reading order."""
+    found = []
+    for item in components(component):
+        children = item["props"].get("children")
+        children = children if isinstance(children, list) else [children]
+        found.extend(child for child in children if isinstance(child, str))
+    return found
+
+
+def data_url(content: bytes) -> str:
+    """``content`` as dcc.Upload hands a file to the page's callbacks."""
+    import base64
+
+    return "data:image/jpeg;base64," + base64.b64encode(content).decode()

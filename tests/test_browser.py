@@ -1,8 +1,10 @@
 """The real app in its own process (``python web-app/app.py``, tiny models, offline rates), driven by a real
-headless Chromium: the currency picked from the browser's language, a choice made with the keyboard, the
-total re-rendered in euros without uploading again, and the choice remembered across visits.
+headless Chromium under the app's Content-Security-Policy (any violation, page error or console error fails
+the test): photos to cards, charts and totals; a photo holding several coins; a bad file beside good ones;
+the model and currency switches; a phone-sized screen; the page used by keyboard alone; the currency picked
+from the browser's language, re-rendered without uploading again and remembered across visits.
 
-Skipped where Playwright or Chromium is missing. Screenshot: test-artifacts/currency-eur.png.
+Skipped where Playwright or Chromium is missing. Screenshots: test-artifacts/*.png.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from playwright.sync_api import expect  # noqa: E402
 
 from coinspotter.config import REPO_ROOT  # noqa: E402
 from coinspotter.rates import load_snapshot  # noqa: E402
-from helpers import coin_picture, encode, write_model_dir  # noqa: E402
+from helpers import coin_picture, coins_picture, encode, write_model_dir  # noqa: E402
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 START_TIMEOUT_S = 120  # importing TensorFlow dominates; on a busy 2-core machine it takes tens of seconds
@@ -61,7 +63,7 @@ def app_url(tmp_path_factory):
         **os.environ,
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "COINSPOTTER_MODELS_DIR": str(write_model_dir(folder / "models", with_ensemble=False)),
+        "COINSPOTTER_MODELS_DIR": str(write_model_dir(folder / "models")),  # student and a tiny ensemble
         "COINSPOTTER_RATE_PROVIDERS": "none",  # the offline snapshot
         "COINSPOTTER_RATE_CACHE": "off",
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -89,26 +91,162 @@ def browser():
         yield browser
 
 
+# Records every Content-Security-Policy violation the page meets (Chromium also logs them as console errors).
+CSP_WATCH = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+    (event) => window.cspViolations.push(event.violatedDirective + " " + event.blockedURI));
+"""
+
+
 @pytest.fixture()
 def open_page(browser, app_url):
-    """Opens the app in a fresh browser profile with the given language; fails the test on any page error."""
-    contexts, errors = [], []
+    """Opens the app in a fresh browser profile with the given language (and viewport); fails the test on any
+    page error, console error or CSP violation."""
+    contexts, pages, errors = [], [], []
 
-    def open_with(locale: str, remembered: str | None = None):
-        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    def open_with(locale: str = "en-US", remembered: str | None = None, width: int = 1280, height: int = 900):
+        context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
         contexts.append(context)
+        context.add_init_script(CSP_WATCH)
         if remembered is not None:  # a choice stored by an earlier visit
             context.add_init_script(f"localStorage.setItem('currency-choice', JSON.stringify({remembered!r}))")
         page = context.new_page()
+        pages.append(page)
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.goto(app_url)
+        page.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+        response = page.goto(app_url)
+        assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
         return page
 
     yield open_with
+    violations = [violation for page in pages for violation in page.evaluate("window.cspViolations")]
     for context in contexts:
         context.close()
-    assert errors == []
+    assert errors == [] and violations == []
+
+
+def photo_files(folder, **pictures) -> list:
+    """``name=image`` (or bytes) written as files in ``folder``, in the order given."""
+    paths = []
+    for name, picture in pictures.items():
+        paths.append(folder / name.replace("__", "."))
+        paths[-1].write_bytes(picture if isinstance(picture, bytes) else encode(picture))
+    return paths
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(300)  # let Plotly finish drawing the charts
+    page.screenshot(path=ARTIFACTS / name, full_page=True)
+
+
+def test_one_coin_photo_shows_its_card_chart_and_value(open_page, tmp_path):
+    page = open_page()
+    upload(page, photo_files(tmp_path, quarter__jpg=coin_picture("blue")))
+    card = page.locator(".coin-card")
+    expect(card).to_have_count(1)
+    expect(card.get_by_role("heading")).to_contain_text("1/4 Dollar")
+    expect(card).to_contain_text("Face value: 0.25 USD")
+    expect(card.locator(".coin-source")).to_have_text("quarter.jpg · coin 1")
+    expect(card.get_by_role("img", name="Coin 1 of quarter.jpg")).to_be_visible()
+    expect(card.locator(".probability-chart .bars path").first).to_be_visible()  # Plotly drew the bars
+    expect(page.locator(".summary-card")).to_contain_text("1 coin found")
+    expect(page.locator(".total-amount")).to_have_text("$0.25")
+    screenshot(page, "one-coin.png")
+
+
+def test_several_photos_show_every_card_and_the_total_and_a_bad_file_only_its_message(open_page, tmp_path):
+    page = open_page()
+    hostile_name = "<img src=x onerror=alert(1)>.jpg"  # shown as text, never run: the dialog handler would fail
+    paths = photo_files(tmp_path, red__jpg=coin_picture("red"), notes__jpg=b"not a photo at all",
+                        green__png=encode(coin_picture("green"), "PNG"), blue__jpg=coin_picture("blue"))
+    paths[1] = paths[1].rename(tmp_path / hostile_name)
+    upload(page, paths)
+    expect(page.locator(".coin-card .coin-source")).to_have_text(["red.jpg · coin 1", "green.png · coin 1",
+                                                                  "blue.jpg · coin 1"])
+    expect(page.locator(".coin-card h2")).to_contain_text(["1 Cent", "1 Euro", "1/4 Dollar"])
+    error = page.locator(".error-card")
+    expect(error).to_contain_text(hostile_name)
+    expect(error).to_contain_text("This is not an image we can read")
+    expect(page.locator(".summary-card")).to_contain_text("3 coins found")
+    expect(page.locator(".summary-totals li")).to_have_text(["1 coin: 0.01 AUD", "1 coin: 1 EUR", "1 coin: 0.25 USD"])
+    expect(page.locator(".total-amount")).to_have_text(re.compile(r"^\$1\.\d\d$"))
+    assert page.locator("img[src=x]").count() == 0
+    screenshot(page, "several-photos-and-a-bad-file.png")
+
+
+def test_a_photo_of_three_coins_is_shown_once_numbered_with_their_cards(open_page, tmp_path):
+    page = open_page()
+    upload(page, photo_files(tmp_path, table__jpg=coins_picture(["red", "green", "blue"])))
+    overview = page.get_by_role("img", name="Photo table.jpg with 3 coins found, numbered 1-3")
+    expect(overview).to_be_visible()
+    expect(page.locator(".multi-coin-photo .coin-source")).to_have_text(
+        ["coin 1 of table.jpg", "coin 2 of table.jpg", "coin 3 of table.jpg"])
+    expect(page.locator(".summary-card")).to_contain_text("3 coins found")
+    screenshot(page, "three-coins-in-one-photo.png")
+
+
+def test_switching_the_model_classifies_again_with_the_other_model(open_page, tmp_path):
+    page = open_page()
+    upload(page, photo_files(tmp_path, blue__jpg=coin_picture("blue")))
+    expect(page.locator(".summary-card")).to_contain_text("Model: Tiny student")
+    page.get_by_label("Most accurate (teacher ensemble)").check()
+    expect(page.locator(".summary-card")).to_contain_text("Model: Tiny ensemble", timeout=RENDER_TIMEOUT_MS)
+    expect(page.locator(".coin-card h2")).to_contain_text(["1/4 Dollar"])
+
+
+def test_too_many_photos_are_held_back_in_the_browser_and_the_limit_named(open_page, tmp_path):
+    page = open_page()
+    sent = []  # the sizes of the callback requests
+    page.on("request", lambda request: sent.append(len(request.post_data_buffer or b""))
+            if "/_dash-update-component" in request.url else None)
+    photos = photo_files(tmp_path, **{f"coin{index}__jpg": coin_picture("red", (200, 200)) for index in range(21)})
+    upload(page, photos)
+    expect(page.locator("#results .alert")).to_have_text(
+        "21 files at once; the limit is 20 per request. Please send them in smaller groups.")
+    assert sent and max(sent) < 5_000  # names and sizes only: 21 photos of ~5 KB were never sent
+
+
+def test_on_a_phone_nothing_is_wider_than_the_screen(open_page, tmp_path):
+    page = open_page(width=390, height=844)
+    upload(page, photo_files(tmp_path, table__jpg=coins_picture(["red", "green", "blue"]),
+                             PXL_20240101_123456789_with_a_long_name_from_a_phone__jpg=coin_picture("blue"),
+                             notes__jpg=b"text"))
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    overview_width = page.get_by_role("img", name=re.compile("^Photo table.jpg")).bounding_box()["width"]
+    assert 300 <= overview_width <= 390
+    screenshot(page, "phone-390.png")
+
+
+def test_the_page_works_by_keyboard_alone(open_page, tmp_path):
+    page = open_page()
+    photos = photo_files(tmp_path, blue__jpg=coin_picture("blue"))
+    page.locator("#choose-photos").wait_for()  # Dash has drawn the page
+    page.keyboard.press("Tab")  # the first stop: the upload zone's button
+    expect(page.locator("#choose-photos")).to_be_focused()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files([])  # closes it, as "Cancel" would: the browser opens one chooser at a time
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files([str(path) for path in photos])
+    page.wait_for_selector(".summary-card")
+    expect(page.locator(".summary-card")).to_contain_text("Model: Tiny student")
+
+    page.keyboard.press("Tab")  # the model switch: arrows pick the other model
+    expect(page.get_by_label("Fast (MobileNetV2)")).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_label("Most accurate (teacher ensemble)")).to_be_checked()
+    expect(page.locator(".summary-card")).to_contain_text("Model: Tiny ensemble", timeout=RENDER_TIMEOUT_MS)
+
+    page.keyboard.press("Tab")  # the currency: type-ahead
+    expect(page.get_by_label("Show values in")).to_be_focused()
+    page.keyboard.press("E")
+    expect(page.locator(".total-amount")).to_have_text(re.compile(r"^€0\.\d\d$"), timeout=RENDER_TIMEOUT_MS)
+    screenshot(page, "keyboard.png")
 
 
 def remembered_choice(page):
@@ -137,9 +275,7 @@ def test_choosing_euros_converts_the_uploaded_coins_and_is_remembered(open_page,
     expect(page.locator(".rates-note")).to_contain_text(f"offline rates as of {snapshot.date.isoformat()}")
     expect(page.locator(".converted-value")).to_have_text(  # the 1 Euro coin needs no conversion
         [f"≈ €{quarter_in_eur.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}"])
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(300)  # let Plotly finish drawing the charts
-    page.screenshot(path=ARTIFACTS / "currency-eur.png", full_page=True)
+    screenshot(page, "currency-eur.png")
 
     assert remembered_choice(page) == '"EUR"'
     page.reload()

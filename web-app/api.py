@@ -1,25 +1,17 @@
-"""The JSON API on the page's own Flask server: ``POST /api/classify``, ``GET /api/rates`` and ``GET /healthz``."""
+"""The JSON API on the page's own Flask server: ``POST /api/classify``, ``GET /api/rates`` and ``GET /healthz``.
+
+Limits, errors as JSON and the security headers are the whole app's (hardening.py).
+"""
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from coinspotter.rates import RateUnavailable
 from coinspotter.service import CoinSpotter, RequestError, Upload
-
-log = logging.getLogger(__name__)
-
-
-def json_error(status: int, message: str):
-    response = jsonify({"error": message, "status": status})
-    response.status_code = status
-    return response
+from hardening import json_error
 
 
 def register(server: Flask, spotter: CoinSpotter) -> None:
-    server.config["MAX_CONTENT_LENGTH"] = spotter.settings.limits.max_request_bytes
     blueprint = Blueprint("api", __name__)
 
     @blueprint.post("/api/classify")
@@ -68,18 +60,3 @@ def register(server: Flask, spotter: CoinSpotter) -> None:
         return json_error(404, "no such API endpoint; see POST /api/classify and GET /api/rates")
 
     server.register_blueprint(blueprint)
-
-    @server.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        if request.path.startswith("/api/") or request.path == "/healthz":
-            message = "the upload is too large" if error.code == 413 else (error.description or error.name)
-            return json_error(error.code or 500, message)
-        return error
-
-    @server.errorhandler(Exception)
-    def unexpected_error(error: Exception):
-        # never a stack trace for users; the log keeps it for us
-        log.exception("unhandled error on %s", request.path)
-        if isinstance(error, HTTPException):
-            return error
-        return json_error(500, "something went wrong on our side; please try again")

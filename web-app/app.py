@@ -17,6 +17,7 @@ import dash  # noqa: E402
 
 import api  # noqa: E402
 import callbacks  # noqa: E402
+import hardening  # noqa: E402
 import layout  # noqa: E402
 from coinspotter.inference import configure_tensorflow_threads  # noqa: E402
 from coinspotter.service import CoinSpotter  # noqa: E402
@@ -34,11 +35,14 @@ app = dash.Dash(
     meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     serve_locally=True,  # no CDN: Bootstrap 5.3.8's CSS is in assets/, so the page works where only this server is reachable
 )
-app.layout = layout.build_layout(spotter)
+app.layout = layout.build_layout(spotter, callbacks.upload_limits(spotter.settings.limits))
 callbacks.register(app, spotter)
 server = app.server
 api.register(server, spotter)
+# after every callback is defined: the policy allows Dash's inline scripts by their hashes
+hardening.register(server, app.csp_hashes(), spotter.settings.limits)
 
 if __name__ == "__main__":
     spotter.load(warm_up=True)
+    # debug stays off: Dash's debug mode would show stack traces and its dev tools to every user
     app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8050")), debug=False)

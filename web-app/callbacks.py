@@ -1,29 +1,45 @@
 """What the page does: uploads in, cards out, values in the chosen currency.
 
-Two steps, so that a change of currency re-renders without sending the photos again: ``classify_uploads``
-keeps the results (with thumbnails) in the "classification" store; ``render_results`` draws them in a currency.
+Three steps, so that nothing is sent or computed twice:
+1. in the browser (assets/upload.js), the chosen files go to the "upload-batch" store, or only their names and
+   sizes when they are over a whole-request limit, so a doomed upload is never sent;
+2. ``classify_uploads`` keeps the results (with thumbnails, and a numbered overview of each photo holding
+   several coins) in the "classification" store;
+3. ``render_results`` draws them in a currency, so a change of currency re-renders without the photos.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import io
+import itertools
 import logging
 
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, State, html, no_update
 
 import layout
-from coinspotter.imageio import ImageError, decode_image
-from coinspotter.localize import CoinBox, crop_box
+import photo_views
+from coinspotter.config import Limits, megabytes
 from coinspotter.service import CoinSpotter, RequestError, Upload
 
 log = logging.getLogger(__name__)
-THUMBNAIL_PX = 160
+JSON_OVERHEAD_BYTES = 64 * 1024  # what a callback request carries besides the photos: names, ids, the model
+SOMETHING_WENT_WRONG = "Something went wrong on our side; please try again."
+
+
+def page_upload_bytes(limits: Limits) -> int:
+    """Bytes of photos one page upload may carry: dcc.Upload sends base64 data URLs (4 characters per
+    3 bytes) inside a JSON request, and the request as a whole is held to ``max_request_bytes``."""
+    return (limits.max_request_bytes - JSON_OVERHEAD_BYTES) * 3 // 4
+
+
+def upload_limits(limits: Limits) -> dict:
+    """What the browser checks before sending (assets/upload.js); the server checks again."""
+    return {"max_files": limits.max_files, "page_upload_bytes": page_upload_bytes(limits)}
 
 
 def decode_data_url(contents: str) -> bytes:
-    """dcc.Upload hands each file over as ``data:<type>;base64,<payload>``."""
+    """dcc.Upload hands each file over as ``data:<type>;base64,<payload>``; the type is the client's word and unused."""
     _, _, payload = (contents or "").partition(",")
     try:
         return base64.b64decode(payload, validate=True)
@@ -31,36 +47,70 @@ def decode_data_url(contents: str) -> bytes:
         return b""
 
 
-def thumbnail(data: bytes, box: list[int], spotter: CoinSpotter) -> str | None:
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def classify_batch(spotter: CoinSpotter, batch, model: str) -> dict:
+    """The "upload-batch" store's content (from the browser: any JSON at all) -> what ``classify_uploads`` keeps."""
+    names, contents = (batch.get("names"), batch.get("contents")) if isinstance(batch, dict) else (None, None)
+    if not _strings(names) or not (contents is None or (_strings(contents) and len(contents) == len(names))):
+        return {"error": "These files could not be read; please choose them again."}
+    if contents is None:  # held back in the browser: the request would be over a limit; say which
+        sizes = batch.get("sizes")
+        total = sum(size for size in sizes if isinstance(size, int)) if isinstance(sizes, list) else 0
+        return {"error": request_limit_message(spotter, model, len(names), total)}
+    return classify_uploads(spotter, contents, names, model)
+
+
+def request_limit_message(spotter: CoinSpotter, model: str, count: int, total_bytes: int) -> str:
     try:
-        image = decode_image(data, spotter.settings.limits)
-    except ImageError:
-        return None
-    crop = crop_box(image, CoinBox(*box))
-    crop.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    buffer = io.BytesIO()
-    crop.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        spotter.check_request(model, 1, count)  # too many files, or no model to run: the service's own words
+    except RequestError as error:
+        return str(error)
+    limit = page_upload_bytes(spotter.settings.limits)
+    if total_bytes > limit:
+        return (f"These {count} photos are {megabytes(total_bytes)} together; the page takes at most "
+                f"{megabytes(limit)} at once. Please choose fewer photos at a time.")
+    return "These files could not be sent; please choose them again."
 
 
 def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[str], model: str) -> dict:
-    """What the page keeps of one classification: ``{"model_name", "results"}``, each coin result with its
-    ``thumbnail``; or ``{"error": message}`` when the request as a whole cannot be served."""
+    """What the page keeps of one classification: ``{"model_name", "results", "photos"}``, each result with the
+    index of its ``photo`` and each coin its ``thumbnail``, each photo its name, coin count and, when it holds
+    several coins, a numbered ``overview``; or ``{"error": message}`` when the request cannot be served at all."""
     uploads = [Upload(name or "", decode_data_url(data)) for data, name in zip(contents, filenames)]
+    views: dict[int, dict] = {}
+
+    def draw(index, image, boxes):  # while the photo is decoded: no second decode for the pictures
+        views[index] = {
+            "thumbnails": [photo_views.coin_thumbnail(image, box) for box in boxes],
+            "overview": photo_views.numbered_overview(image, boxes) if len(boxes) > 1 else None,
+        }
+
     try:
-        card, per_upload = spotter.classify_per_upload(uploads, model=model)
+        card, per_upload = spotter.classify_per_upload(uploads, model=model, on_photo=draw)
     except RequestError as error:
         return {"error": str(error)}
-    results = [
-        {**result, "thumbnail": thumbnail(upload.data, result["box"], spotter)} if result["ok"] else result
-        for upload, upload_results in zip(uploads, per_upload)
-        for result in upload_results
+    results = []
+    for index, upload_results in enumerate(per_upload):
+        thumbnails = views.get(index, {}).get("thumbnails", [])
+        for result in upload_results:
+            result = {**result, "photo": index}
+            if result["ok"]:
+                result["thumbnail"] = thumbnails[result["coin"] - 1]
+            results.append(result)
+    photos = [
+        {"filename": upload.filename, "coins": len(views.get(index, {}).get("thumbnails", [])),
+         "overview": views.get(index, {}).get("overview")}
+        for index, upload in enumerate(uploads)
     ]
-    return {"model_name": card.display_name, "results": results}
+    return {"model_name": card.display_name, "results": results, "photos": photos}
 
 
 def render_results(spotter: CoinSpotter, classification: dict, currency: str | None):
-    """The summary and one card per coin or failed file; values converted into ``currency`` when given."""
+    """The summary, then the cards in upload order: a photo holding several coins shown once, numbered, with
+    its coins' cards under it; single-coin photos and failed files as cards in one flowing grid."""
     if "error" in classification:
         return dbc.Alert(classification["error"], color="danger")
     results = [dict(result) for result in classification["results"]]  # copies: convert() adds to them
@@ -70,36 +120,69 @@ def render_results(spotter: CoinSpotter, classification: dict, currency: str | N
             conversion = spotter.convert(results, currency)  # bounded by the rate service's budget (~3 s)
         except RequestError as error:  # a code the selector does not offer
             conversion = {"rates_error": str(error)}
-    cards = [
-        layout.coin_card(result, spotter.catalog[result["prediction"]["class_id"]].flag)
-        if result["ok"] else layout.error_card(result)
-        for result in results
-    ]
+    photos = classification.get("photos") or []
+    sections, grid = [], []
+    for index, group in itertools.groupby(results, key=lambda result: result.get("photo")):
+        group = list(group)
+        photo = photos[index] if isinstance(index, int) and 0 <= index < len(photos) else {}
+        overview = photo.get("overview")
+        cards = [result_card(spotter, result, numbered=overview is not None) for result in group]
+        if overview is None:
+            grid.extend(cards)
+            continue
+        if grid:
+            sections.append(dbc.Row(grid))
+            grid = []
+        sections.append(layout.multi_coin_photo(photo["filename"], overview, len(group), cards))
+    if grid:
+        sections.append(dbc.Row(grid))
     summary = layout.summary_card(spotter.summarise(results), classification["model_name"], conversion)
-    return html.Div([summary, dbc.Row(cards)])
+    return html.Div([summary, *sections])
+
+
+def result_card(spotter: CoinSpotter, result: dict, numbered: bool):
+    if not result["ok"]:
+        return layout.error_card(result)
+    return layout.coin_card(result, spotter.catalog[result["prediction"]["class_id"]].flag, numbered=numbered)
+
+
+def _logged(fallback):
+    """A callback's ``on_error``: the stack trace goes to the log, the user gets ``fallback`` (never a trace)."""
+    def on_error(error: Exception):
+        log.error("page callback failed", exc_info=error)
+        return fallback
+    return on_error
 
 
 def register(app, spotter: CoinSpotter) -> None:
-    @app.callback(
-        Output("classification", "data"),
+    # In the browser: the chosen files, or only their names and sizes when over a request limit (assets/upload.js).
+    app.clientside_callback(
+        ClientsideFunction(namespace="coinspotterUpload", function_name="prepareUpload"),
+        Output("upload-batch", "data"),
         Input("upload", "contents"),
-        Input("model-switch", "value"),
         State("upload", "filename"),
+        State("upload-limits", "data"),
         prevent_initial_call=True,
     )
-    def classify(contents, model, filenames):
-        if not contents:
+
+    @app.callback(
+        Output("classification", "data"),
+        Input("upload-batch", "data"),
+        Input("model-switch", "value"),
+        prevent_initial_call=True,
+        on_error=_logged({"error": SOMETHING_WENT_WRONG}),
+    )
+    def classify(batch, model):
+        if not batch:
             return no_update
-        if isinstance(contents, str):  # a single file when multiple=False; keep both shapes working
-            contents, filenames = [contents], [filenames]
-        filenames = filenames or [""] * len(contents)
-        return classify_uploads(spotter, contents, filenames, model or "student")
+        return classify_batch(spotter, batch, model or "student")
 
     @app.callback(
         Output("results", "children"),
         Input("classification", "data"),
         Input("currency", "value"),
         prevent_initial_call=True,
+        on_error=_logged(dbc.Alert(SOMETHING_WENT_WRONG, color="danger")),
     )
     def render(classification, currency):
         if not classification:

@@ -1,8 +1,15 @@
 """gunicorn settings for Coin Spotter (used by the Procfile and app.yaml: ``gunicorn -c web-app/gunicorn.conf.py``).
 
-Tuned for a small box (2 cores): one worker process with a few threads. TensorFlow already spreads one
-prediction over every core, so more processes would only fight over them, and each would hold its
-own copy of the models.
+Tuned for a small box (2 cores), and why:
+- one worker process: each holds its own TensorFlow and models (~0.9 GB after its first requests), and
+  TensorFlow already spreads one prediction over both cores, so a second process would only double the
+  memory and fight the first for the same cores;
+- four threads: a request spends much of its time receiving a phone's upload or waiting on a rate look-up,
+  not computing, and the gthread worker reads each body in its own thread; the CPU-heavy part is held to
+  ``COINSPOTTER_IMAGES_AT_ONCE`` photos at a time (2) by the service, whatever the number of threads, so
+  more threads cost no memory beyond their requests' bytes;
+- TensorFlow's pools: ``configure_tensorflow_threads`` (one intra-op thread per core, one inter-op thread).
+WEB_CONCURRENCY and GUNICORN_THREADS override the first two on a larger box.
 """
 import os
 import sys
@@ -11,15 +18,20 @@ chdir = os.path.dirname(os.path.abspath(__file__))
 wsgi_app = "app:server"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8050')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))  # uploads and rate look-ups wait on I/O, not CPU
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
 preload_app = True  # import Dash, TensorFlow and the page once, before forking
 timeout = 120  # a cold worker loads the models and may then get a batch of large photos
 graceful_timeout = 30
 keepalive = 5
-max_requests = 0  # no recycling: the models take seconds to load
-accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+max_requests = 0  # no recycling: the models take seconds to load, and memory stays flat (README "Load")
+# The worker's heartbeat file lives in memory where the system has a RAM-backed folder, not on the disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# The app writes one JSON line per request (web-app/hardening.py: method, path, status, ms, bytes, request id);
+# gunicorn's own access log would add a second line with the client's address. To have it as well:
+# GUNICORN_CMD_ARGS="--access-logfile -".
+accesslog = None
+errorlog = "-"
 
 
 def post_worker_init(worker):

@@ -9,7 +9,7 @@ from coinspotter.money import CURRENCIES
 from coinspotter.service import CONVERSION_CURRENCIES, CoinSpotter
 
 MODEL_LABELS = {"student": "Fast (MobileNetV2)", "ensemble": "Most accurate (teacher ensemble)"}
-BROWSER_MAX_BYTES = 15 * 1024 * 1024  # the browser refuses larger files early; the server checks again
+IMAGE_URL_PREFIX = "data:image/jpeg;base64,"  # the only pictures the page shows: drawn by photo_views
 # Shown until the browser has said which currency it prefers (assets/currency.js picks it on load).
 INITIAL_CURRENCY = "USD"
 
@@ -19,7 +19,8 @@ def currency_options() -> list[dict]:
     return [{"label": f"{code} — {CURRENCIES[code].name}", "value": code} for code in CONVERSION_CURRENCIES]
 
 
-def build_layout(spotter: CoinSpotter):
+def build_layout(spotter: CoinSpotter, upload_limits: dict):
+    """The page; ``upload_limits`` is what the browser checks before sending photos (callbacks.upload_limits)."""
     status = spotter.model_status()
     model_options = [
         {
@@ -42,20 +43,27 @@ def build_layout(spotter: CoinSpotter):
             dbc.Card(
                 dbc.CardBody(
                     [
+                        # No max_size: the browser would drop a large file without a word. The server says
+                        # what is wrong with each file; assets/upload.js holds back only doomed requests.
                         dcc.Upload(
                             id="upload",
                             multiple=True,
                             accept="image/*",
-                            max_size=BROWSER_MAX_BYTES,
                             className="upload-zone",
                             children=html.Div(
                                 [
                                     html.Div("📷", className="upload-icon", **{"aria-hidden": "true"}),
-                                    html.Div([html.Strong("Take a photo or choose photos"), " — or drop them here"]),
+                                    # The drop zone itself cannot take the focus; a real button can, and its
+                                    # click (Enter or Space) reaches the zone, which opens the file chooser.
+                                    html.Button("Take a photo or choose photos", id="choose-photos", type="button",
+                                                className="btn btn-primary my-1"),
+                                    html.Div("— or drop them here", className="small"),
                                     html.Small("JPEG, PNG, WebP; several coins per photo are fine.", className="text-muted"),
                                 ]
                             ),
                         ),
+                        dcc.Store(id="upload-limits", data=upload_limits),
+                        dcc.Store(id="upload-batch"),  # the files on their way to the classifier
                         html.Div(
                             [
                                 html.Label("Model", htmlFor="model-switch", className="form-label fw-semibold me-3 mb-0"),
@@ -123,11 +131,22 @@ def probability_chart(top: list[dict]) -> dcc.Graph:
     )
 
 
-def coin_card(result: dict, flag: str):
+def file_label(filename: str) -> str:
+    return filename or "(no name)"
+
+
+def page_image(url) -> str | None:
+    """``url`` when it is a picture photo_views drew, else None: the stores feeding the page come back from the
+    browser, and nothing else may become an ``src``."""
+    return url if isinstance(url, str) and url.startswith(IMAGE_URL_PREFIX) else None
+
+
+def coin_card(result: dict, flag: str, numbered: bool = False):
     """One coin: ``result`` as the service gives it, with its ``thumbnail`` (a data URL or None) and,
-    when converted, its ``converted`` value."""
+    when converted, its ``converted`` value. ``numbered``: its photo holds several coins, shown above with
+    numbers, and the card says which one it is."""
     prediction = result["prediction"]
-    thumbnail = result.get("thumbnail")
+    thumbnail = page_image(result.get("thumbnail"))
     converted = result.get("converted")
     if converted and converted["currency"] == prediction["currency"]:
         converted = None  # "1 EUR ≈ €1.00" says nothing new
@@ -138,14 +157,19 @@ def coin_card(result: dict, flag: str):
         else dbc.Badge("Not sure", color="warning", text_color="dark", className="ms-2")
     )
     title = f"{prediction['name']}" if sure else f"Maybe {prediction['name']}"
+    filename = file_label(result["filename"])
+    # the number drawn on the photo above; the text below says it in words, so screen readers skip this one
+    number = (html.Span(str(result["coin"]), className="coin-number me-2", **{"aria-hidden": "true"})
+              if numbered else None)
+    where = f"coin {result['coin']} of {filename}" if numbered else f"{filename} · coin {result['coin']}"
     body = [
         html.Div(
             [
-                html.Img(src=thumbnail, alt=f"Coin {result['coin']} of {result['filename']}", className="coin-thumb me-3")
+                html.Img(src=thumbnail, alt=f"Coin {result['coin']} of {filename}", className="coin-thumb me-3")
                 if thumbnail else None,
                 html.Div(
                     [
-                        html.H2([title, badge], className="h5 mb-1"),
+                        html.H2([number, title, badge], className="h5 mb-1"),
                         html.Div([html.Span(flag + " ", **{"aria-hidden": "true"}), prediction["country"]]),
                         html.Div(
                             [
@@ -156,7 +180,7 @@ def coin_card(result: dict, flag: str):
                             ],
                             className="fw-semibold",
                         ),
-                        html.Small(f"{result['filename']} · coin {result['coin']}", className="text-muted text-break"),
+                        html.Small(where, className="text-muted text-break coin-source"),
                     ]
                 ),
             ],
@@ -175,9 +199,35 @@ def coin_card(result: dict, flag: str):
     return dbc.Col(dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm coin-card"), xs=12, md=6, xl=4, className="mb-3")
 
 
+def multi_coin_photo(filename: str, overview: str, count: int, cards: list):
+    """A photo holding several coins: shown once, each coin outlined and numbered, then its coins' cards."""
+    filename = file_label(filename)
+    return html.Section(
+        [
+            dbc.Card(
+                dbc.CardBody(
+                    html.Figure(
+                        [
+                            html.Img(src=page_image(overview), className="photo-overview",
+                                     alt=f"Photo {filename} with {count} coins found, numbered 1-{count}"),
+                            html.Figcaption(f"{count} coins found in {filename}, numbered as on their cards below.",
+                                            className="small text-muted mt-2 mb-0 text-break"),
+                        ],
+                        className="mb-0",
+                    )
+                ),
+                className="mb-3 shadow-sm",
+            ),
+            dbc.Row(cards),
+        ],
+        className="multi-coin-photo",
+        **{"aria-label": f"{filename}: {count} coins"},
+    )
+
+
 def error_card(result: dict):
     return dbc.Col(
-        dbc.Alert([html.Strong(result["filename"] or "(no name)"), html.Br(), result["error"]], color="danger", className="h-100 mb-0"),
+        dbc.Alert([html.Strong(file_label(result["filename"])), html.Br(), result["error"]], color="danger", className="h-100 mb-0"),
         xs=12, md=6, xl=4, className="mb-3 error-card",
     )
 

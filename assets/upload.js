@@ -1,0 +1,39 @@
+/* Coin Spotter: what the browser sends to the classifier (the clientside callback in web-app/callbacks.py).
+ *
+ * The chosen files go on as they are, unless the request would be over a limit the server enforces anyway
+ * (files per request, bytes per request): then only their names and sizes go, and the server answers
+ * with a message saying which limit, instead of the page sending tens of megabytes to be refused.
+ * Each file's own problems (too large, not an image) are the server's to report, per file.
+ */
+(function () {
+  // decoded size of a data URL's base64 payload: 3 bytes per 4 characters, less the padding
+  function payloadBytes(dataUrl) {
+    const text = String(dataUrl || "");
+    const length = text.length - text.indexOf(",") - 1;
+    const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+    return Math.max(0, Math.floor((length * 3) / 4) - padding);
+  }
+
+  // The drop zone's own file input is invisible but focusable: an unnamed second tab stop right after the
+  // "Take a photo or choose photos" button, which opens the same chooser. Out of the tab order it goes,
+  // whenever Dash (re)draws it.
+  new MutationObserver(function () {
+    const input = document.querySelector("#upload input[type=file]");
+    if (input && input.tabIndex !== -1) input.tabIndex = -1;
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
+  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    coinspotterUpload: {
+      /* Outputs upload-batch.data: {names, sizes, contents}; contents null when held back. */
+      prepareUpload: function (contents, filenames, limits) {
+        if (!contents) return window.dash_clientside.no_update;
+        const all = Array.isArray(contents) ? contents : [contents];
+        const names = (Array.isArray(filenames) ? filenames : [filenames]).map((name) => String(name || ""));
+        const sizes = all.map(payloadBytes);
+        const total = sizes.reduce((sum, size) => sum + size, 0);
+        const fits = all.length <= limits.max_files && total <= limits.page_upload_bytes;
+        return { names: names, sizes: sizes, contents: fits ? all : null };
+      },
+    },
+  });
+})();

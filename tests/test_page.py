@@ -1,0 +1,78 @@
+"""The page's callbacks with a real tiny model: what the browser gets back for a photo holding several coins."""
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import coin_picture, coins_picture, components, data_url, encode, imported_web_app, texts, write_model_dir
+
+
+@pytest.fixture(scope="module")
+def web_app(tmp_path_factory):
+    with imported_web_app(write_model_dir(tmp_path_factory.mktemp("models")), "coinspotter_page_app") as module:
+        yield module
+
+
+def with_class(component, name: str) -> list[dict]:
+    return [item for item in components(component) if name in str(item["props"].get("className", "")).split()]
+
+
+def test_a_photo_with_three_coins_is_shown_once_numbered_with_a_card_per_coin(web_app):
+    import callbacks
+    import photo_views
+
+    three = coins_picture(["red", "green", "blue"])  # 1 Cent, 1 Euro, 1/4 Dollar, in reading order
+    classification = callbacks.classify_uploads(
+        web_app.spotter, [data_url(encode(three)), data_url(encode(coin_picture("blue")))],
+        ["three.jpg", "one.jpg"], "student")
+    page = callbacks.render_results(web_app.spotter, classification, "EUR")
+
+    overviews = [item for item in with_class(page, "photo-overview") if item["type"] == "Img"]
+    assert [image["props"]["alt"] for image in overviews] == ["Photo three.jpg with 3 coins found, numbered 1-3"]
+    (section,) = with_class(page, "multi-coin-photo")
+    assert [card["props"]["children"] for card in with_class(section, "coin-source")] == [
+        "coin 1 of three.jpg", "coin 2 of three.jpg", "coin 3 of three.jpg"]
+    assert [number["props"]["children"] for number in with_class(section, "coin-number")] == ["1", "2", "3"]
+    shown = texts(page)
+    assert [text for text in shown if text in ("1 Cent", "1 Euro", "1/4 Dollar")] == [
+        "1 Cent", "1 Euro", "1/4 Dollar", "1/4 Dollar"]
+    assert "one.jpg · coin 1" in shown  # a single-coin photo keeps its usual card, outside the section
+    assert not with_class(page, "coin-number")[3:] and "one.jpg · coin 1" not in texts(section)
+    assert "4 coins found" in shown and len(with_class(page, "total-amount")) == 1
+
+    # the overview: no larger than the photo, each coin circled in the mark colour where the localiser found it
+    src = overviews[0]["props"]["src"]
+    assert src.startswith("data:image/jpeg;base64,")
+    view = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.partition(",")[2]))).convert("RGB"), dtype=int)
+    assert view.shape[:2] == (200, 600)
+    marked = (np.abs(view - np.array(photo_views.MARK)).max(axis=-1) < 40)  # the blue coin is far darker in green
+    for box in [result["box"] for result in classification["results"][:3]]:
+        x0, y0, x1, y1 = box
+        assert marked[max(y0, 0):y1, max(x0, 0):x1].sum() > 200, box
+
+
+def test_a_large_photo_gets_a_small_overview(web_app):
+    import callbacks
+    import photo_views
+
+    big = coins_picture(["red", "blue"], side=900)  # 1800 px wide
+    classification = callbacks.classify_uploads(web_app.spotter, [data_url(encode(big))], ["big.jpg"], "student")
+    overview = classification["photos"][0]["overview"]
+    width, height = Image.open(io.BytesIO(base64.b64decode(overview.partition(",")[2]))).size
+    assert (width, height) == (photo_views.OVERVIEW_PX, photo_views.OVERVIEW_PX // 2)
+    assert len(overview) < 200_000  # travels to the browser twice (store and page): kept small
+
+
+def test_single_coin_photos_keep_their_look(web_app):
+    import callbacks
+
+    classification = callbacks.classify_uploads(
+        web_app.spotter, [data_url(encode(coin_picture(colour))) for colour in ("red", "green")],
+        ["red.jpg", "green.jpg"], "student")
+    page = callbacks.render_results(web_app.spotter, classification, None)
+    assert [photo["overview"] for photo in classification["photos"]] == [None, None]
+    assert not with_class(page, "multi-coin-photo") and not with_class(page, "coin-number")
+    assert [item["props"]["children"] for item in with_class(page, "coin-source")] == [
+        "red.jpg · coin 1", "green.jpg · coin 1"]
