@@ -133,3 +133,31 @@ def test_ensemble_card_serves_the_average_of_its_members(trained):
     expected = (registry.get("teacher").predict_images(pictures) + registry.get("student").predict_images(pictures)) / 2
     np.testing.assert_allclose(registry.get("ensemble").predict_images(pictures), expected, atol=1e-6)
     assert (trained / "runs" / "teacher" / "curves.png").stat().st_size > 1000  # the training curves were drawn
+
+
+def test_calibration_rescales_confidence_but_keeps_every_ranking(trained, tiny_data):
+    import shutil
+
+    import calibrate
+
+    from coinspotter.inference import KerasClassifier
+    from coinspotter.modelcard import read_card
+    from helpers import coin_picture
+
+    folder = trained / "calibrated"
+    folder.mkdir()
+    for suffix in (".h5", ".json"):
+        shutil.copy(trained / "models" / f"student{suffix}", folder / f"student{suffix}")
+    pictures = [coin_picture(c) for c in ("red", "green", "blue")]
+    before = KerasClassifier(read_card(folder / "student.json")).predict_images(pictures)
+    assert calibrate.main([str(folder / "student.json"), "--data", str(tiny_data)]) == 0
+    card = read_card(folder / "student.json")
+    temperature = card.training["calibration"]["temperature"]
+    after = KerasClassifier(card).predict_images(pictures)
+    np.testing.assert_array_equal(before.argmax(1), after.argmax(1))
+    scaled = np.log(before.astype(np.float64)) / temperature  # p^(1/T), renormalised, in log space
+    expected = np.exp(scaled - scaled.max(1, keepdims=True))
+    np.testing.assert_allclose(after, expected / expected.sum(1, keepdims=True), atol=1e-3)
+    assert card.training["calibration"]["nll_after"] <= card.training["calibration"]["nll_before"]
+    with pytest.raises(SystemExit, match="calibrated already"):
+        calibrate.main([str(folder / "student.json"), "--data", str(tiny_data)])

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from coinspotter import dataset  # noqa: E402
 from coinspotter.catalog import load_catalog  # noqa: E402
@@ -187,22 +188,16 @@ def cached_features(bottom, pictures, path: Path, batch_size: int, desc: str) ->
 
 
 def validation_pictures(data: str, image_size: int, audit_path: str | None):
-    """Validation pictures prepared as the server prepares an upload, and which are leak-free."""
-    from coinspotter.imageio import decode_image
-    from coinspotter.localize import crop_box, locate_coins
+    """Validation pictures prepared as the server prepares an upload (evaluation's own path), and which
+    are leak-free."""
+    from evaluate import load_catalogue_split
+
     from coinspotter.preprocessing import to_model_input
 
-    samples = dataset.list_split(data, "validation")
     audit = dataset.read_audit(audit_path) if audit_path else None
-    clean_keys = dataset.leak_free_keys(data, "validation", audit)
-    pictures = np.zeros((len(samples), image_size, image_size, 3), dtype=np.uint8)
-    for index, sample in enumerate(tqdm(samples, desc="validation crops", unit="img", mininterval=5)):
-        image = decode_image(sample.path.read_bytes())
-        found = locate_coins(image)
-        crop = crop_box(image, found.boxes[0]) if found.found else image  # the server's first coin
-        pictures[index] = to_model_input(crop, image_size)
-    clean = np.array([s.key in clean_keys for s in samples])
-    return samples, pictures, clean
+    validation = load_catalogue_split(Path(data), "validation", audit, localise=True)
+    pictures = np.stack([to_model_input(p, image_size).astype(np.uint8) for p in validation.pictures])
+    return validation.class_ids, pictures, validation.leak_free
 
 
 def teacher_logits(names: list[str], work: Path, views_dir: Path, count: int, classes: int) -> np.ndarray:
@@ -277,9 +272,9 @@ def main(argv=None) -> int:
     cache_dir.mkdir(parents=True, exist_ok=True)
     backbone_tag = f"{ARCHS[args.arch][0]}_{cut.lstrip('<')}_{args.image_size}"
     train_features = cached_features(bottom, views, cache_dir / f"{backbone_tag}_{views_dir.name}.npy", args.batch_size, "features (views)")
-    val_samples, val_pictures, clean = validation_pictures(args.data, args.image_size, args.audit)
+    val_class_ids, val_pictures, clean = validation_pictures(args.data, args.image_size, args.audit)
     val_features = np.asarray(cached_features(bottom, val_pictures, cache_dir / f"{backbone_tag}_validation.npy", args.batch_size, "features (validation)"))
-    val_labels = np.array([index_of[s.class_id] for s in val_samples])
+    val_labels = np.array([index_of[c] for c in val_class_ids])
     soft_targets = teacher_logits(args.teachers, Path(args.work), views_dir, len(all_labels), classes)
     alpha = args.alpha if args.teachers else 0.0
 
