@@ -158,7 +158,8 @@ def make_scene(
     """A scene with ``n_coins`` coins (0 makes a coin-free scene) and their true circles.
 
     Arguments left as None are drawn at random. ``coins``: cut-outs to paste (drawn procedurally when
-    None); ``radius_range``: coin radius as a fraction of the shorter image side.
+    None); ``radius_range``: coin radius as a fraction of the shorter image side, from a coin a twelfth
+    of the picture across (a phone photo of a table) to one almost half of it (a close-up).
     """
     background = background or str(rng.choice(BACKGROUNDS))
     width, height = size or (int(rng.integers(480, 801)), int(rng.integers(400, 641)))
@@ -203,7 +204,8 @@ def _place_circles(rng, n_coins, width, height, radius_range, touching) -> list[
                     break
             else:
                 for _try in range(100):
-                    candidate = Circle(rng.uniform(radius, width - radius), rng.uniform(radius, height - radius), radius)
+                    centre = rng.uniform(radius, width - radius), rng.uniform(radius, height - radius)
+                    candidate = Circle(float(centre[0]), float(centre[1]), radius)
                     if _fits(candidate, width, height) and all(
                         np.hypot(candidate.cx - c.cx, candidate.cy - c.cy) > (candidate.r + c.r) * 1.1 for c in circles
                     ):
@@ -239,8 +241,10 @@ def _paste(canvas: np.ndarray, cutout: CoinCutout, circle: Circle) -> None:
     side = int(np.ceil(2 * circle.r)) + 2
     scale = 2 * circle.r / cutout.alpha.shape[0]
     x0, y0 = circle.cx - side / 2.0, circle.cy - side / 2.0
-    # One affine warp places and scales the cut-out, keeping the sub-pixel centre exact.
-    matrix = np.array([[scale, 0, circle.cx - circle.r - np.floor(x0)], [0, scale, circle.cy - circle.r - np.floor(y0)]],
+    # One affine warp places and scales the cut-out, keeping the sub-pixel centre exact: the cut-out's
+    # centre (pixel-centre coordinates, (side - 1) / 2) lands on (cx, cy) = r - scale / 2 past its corner.
+    shift = scale / 2 - circle.r
+    matrix = np.array([[scale, 0, circle.cx + shift - np.floor(x0)], [0, scale, circle.cy + shift - np.floor(y0)]],
                       np.float32)
     rgb = cv2.warpAffine(cutout.rgb, matrix, (side, side), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     alpha = cv2.warpAffine(cutout.alpha, matrix, (side, side), flags=cv2.INTER_LINEAR)
