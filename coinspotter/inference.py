@@ -105,6 +105,14 @@ class EnsembleClassifier(Classifier):
         return (total / len(self.members)).astype(np.float32)
 
 
+def with_tta(classifier: Classifier) -> Classifier:
+    """The classifier as its card asks to serve it: averaged over turned crops when ``tta_rotations`` > 1."""
+    from .tta import RotationAveraged
+
+    rotations = classifier.card.tta_rotations
+    return RotationAveraged(classifier, rotations) if rotations > 1 else classifier
+
+
 class ModelRegistry:
     """Every model whose card lies in ``models_dir``, loaded once and warmed up."""
 
@@ -141,13 +149,13 @@ class ModelRegistry:
             members = [self._loaded.get(m) or self._build(m, stack + (name,)) for m in card.members]
             for member in members:
                 self._loaded.setdefault(member.card.name, member)
-            return EnsembleClassifier(card, members)
+            return with_tta(EnsembleClassifier(card, members))
         if not card.model_path.is_file():
             raise ModelCardError(f"model file {card.file} of {name!r} is missing")
         started = time.perf_counter()
         classifier = KerasClassifier(card)
         log.info("loaded %s from %s in %.1f s", name, card.file, time.perf_counter() - started)
-        return classifier
+        return with_tta(classifier)
 
     def warm_up(self) -> None:
         """One prediction per model, so the first user does not pay for graph tracing."""

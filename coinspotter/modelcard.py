@@ -27,6 +27,7 @@ class ModelCard:
     file: str | None = None  # the .h5 beside the card; None for an ensemble
     members: list[str] = field(default_factory=list)  # card names of an ensemble's members
     uncertain_below: float | None = None  # overrides the service default when set
+    tta_rotations: int = 1  # test-time augmentation: average over this many turns of each crop (coinspotter.tta)
     training: dict = field(default_factory=dict)  # recipe, data, command
     metrics: dict = field(default_factory=dict)  # measured figures, with the command that measured them
     path: Path | None = field(default=None, repr=False, compare=False)  # where the card was read from
@@ -48,6 +49,8 @@ class ModelCard:
             raise ModelCardError(f"model card {self.name!r} repeats a class id")
         if self.preprocessing != PREPROCESSING_NAME:
             raise ModelCardError(f"model card {self.name!r} wants unknown preprocessing {self.preprocessing!r}")
+        if isinstance(self.tta_rotations, bool) or not isinstance(self.tta_rotations, int) or not 1 <= self.tta_rotations <= 16:
+            raise ModelCardError(f"model card {self.name!r}: tta_rotations must be a whole number from 1 to 16")
         if bool(self.file) == bool(self.members):
             raise ModelCardError(f"model card {self.name!r} must name either a file or ensemble members")
 

@@ -173,6 +173,9 @@ def predict(classifier, pictures: list, batch_size: int, desc: str) -> np.ndarra
 
 def keras_parts(classifier) -> list:
     """The Keras models behind a classifier: itself, or an ensemble's members (each once)."""
+    inner = getattr(classifier, "inner", None)  # a test-time-augmentation wrapper
+    if inner is not None:
+        return keras_parts(inner)
     members = getattr(classifier, "members", None)
     if members is None:
         return [classifier]

@@ -1,0 +1,62 @@
+"""Test-time augmentation: a coin has no "up", so the model can look at it turned several ways.
+
+A photo of a coin may come in at any angle; the training views were turned at random, but a network
+still sees some angles better than others. Averaging its probabilities over a few evenly spaced turns of
+the (square, coin-centred) crop smooths that out, at the price of one forward pass per turn. Whether
+that price pays is measured by ``benchmarks/tta.py``; a model card turns it on with ``tta_rotations``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .preprocessing import RESAMPLE
+
+
+def turned_views(image: Image.Image, rotations: int) -> list[Image.Image]:
+    """``rotations`` copies of the picture turned by evenly spaced angles (the first one not turned).
+
+    Right angles are exact pixel moves; other angles resample and fill the corners with the picture's
+    own mean border colour, which on a localiser crop is background, as in the training views.
+    """
+    image = image.convert("RGB")
+    views = []
+    for step in range(rotations):
+        angle = 360.0 * step / rotations
+        if angle % 90 == 0:
+            views.append(image.rotate(angle, expand=False) if angle else image)
+            continue
+        array = np.asarray(image)
+        border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]]).mean(axis=0)
+        views.append(image.rotate(angle, resample=RESAMPLE, expand=False,
+                                  fillcolor=tuple(int(v) for v in border)))
+    return views
+
+
+class RotationAveraged:
+    """A classifier that averages another's probabilities over ``rotations`` turns of every picture.
+
+    Duck-types :class:`coinspotter.inference.Classifier` (``card``, ``class_ids``, ``predict_images``)
+    and keeps the wrapped one as ``inner``, so evaluation can still reach the Keras model behind it.
+    """
+
+    def __init__(self, inner, rotations: int):
+        if rotations < 1:
+            raise ValueError(f"rotations must be at least 1, got {rotations}")
+        self.inner = inner
+        self.rotations = rotations
+
+    @property
+    def card(self):
+        return self.inner.card
+
+    @property
+    def class_ids(self) -> list[int]:
+        return self.inner.class_ids
+
+    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
+        if self.rotations == 1 or not images:
+            return self.inner.predict_images(images)
+        views = [view for image in images for view in turned_views(image, self.rotations)]
+        probabilities = self.inner.predict_images(views)  # one batch: the turns of picture i are rows i*r..
+        return probabilities.reshape(len(images), self.rotations, -1).mean(axis=1).astype(np.float32)
