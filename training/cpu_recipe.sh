@@ -5,6 +5,7 @@
 #   DATA=../shared/data/coin-images WEIGHTS=<dir of prepared .weights.h5> bash training/cpu_recipe.sh [STEP...]
 #
 # Steps: audit views student_baseline xception bilinear_xception mobilenetv2_deep students ensemble
+# (TEMPERATURES="2 5 10" picks the distillation temperatures of the students step)
 # (default: all, in order). The third teacher is a MobileNetV2 fine-tuned from block 6 up: no
 # InceptionV3 ImageNet weights can be had here (the script still takes --arch inceptionv3 --weights imagenet).
 set -euo pipefail
@@ -28,7 +29,9 @@ for step in $STEPS; do
     bilinear_xception) python training/train.py --arch bilinear-xception "${xcp[@]}" --name bilinear_xception "${common[@]}" --epochs 20 ;;
     mobilenetv2_deep) python training/train.py "${mnv2[@]}" --name mobilenetv2_deep --freeze-until block_5_add "${common[@]}" --epochs 20 ;;
     students)
-      for t in 2 5 10; do
+      # The same recipe as student_baseline (depth, epochs, views, seed) plus the distillation term, so the
+      # two differ only in the teacher.
+      for t in ${TEMPERATURES:-2 5 10}; do
         python training/train.py "${mnv2[@]}" --name "student_t$t" --teachers xception bilinear_xception mobilenetv2_deep \
           --temperature "$t" --alpha 0.7 "${common[@]}" --epochs 30
       done ;;
