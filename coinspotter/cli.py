@@ -1,11 +1,14 @@
-"""Command line: ``python -m coinspotter classify [--model M] [--top K] [--currency CODE] [--json] PATH...``"""
+"""Command line: ``python -m coinspotter classify [--model M] [--top K] [--currency CODE] [--json] [--explain DIR] PATH...``"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from .config import Limits
 from .dataset import IMAGE_SUFFIXES
 
 BATCH = 16  # images per classifier call: large enough to batch, small enough to show progress
+MAX_STEM_CHARS = 80  # of a photo's name, in its heat map's file name
 
 
 class Unreadable(Exception):
@@ -62,9 +66,11 @@ def format_line(path: Path, result: dict) -> str:
     prediction = result["prediction"]
     flag = "  (not sure)" if result["uncertain"] else ""
     converted = f" ≈ {result['converted']['formatted']}" if "converted" in result else ""
+    heat_map = f"  [heat map: {shown(Path(result['explanation_path']))}]" if "explanation_path" in result else ""
     return (
         f"{shown(path)} #{result['coin']}: {prediction['name']} ({prediction['country']}), "
         f"{prediction['face_value']} {prediction['currency']}{converted}, p={prediction['probability']:.2f}{flag}"
+        f"{heat_map}"
     )
 
 
@@ -75,7 +81,59 @@ def format_total(total: dict) -> str:
     return line + (f"\n  {attribution['text']}: {attribution['url']}" if attribution else "")
 
 
-def classified(spotter, paths: list[Path], model: str, top: int) -> Iterator[tuple[Path, dict]]:
+class ExplanationFolder:
+    """Where ``--explain DIR`` writes one PNG per coin: ``<photo name>-coin<n>.png``, the name reduced to letters,
+    digits, ``.``, ``_`` and ``-`` (no separator, no leading dot: nothing lands outside DIR or hidden), and made
+    unique within the run (two ``IMG_1.jpg`` from two folders). Each file is written beside its final name and
+    renamed onto it, so a link already standing at that name is replaced, never followed out of DIR."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.used: set[str] = set()
+
+    @classmethod
+    def create(cls, folder: Path) -> "ExplanationFolder":
+        """DIR made (with its parents) and checked writable; OSError, with the reason, when it cannot be."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):  # writable now, not half-way through
+            pass
+        return cls(folder)
+
+    def file_name(self, path: Path, coin: int) -> str:
+        stem = re.sub(r"[^\w.-]+", "_", path.stem).strip("._-")[:MAX_STEM_CHARS] or "photo"
+        name, copy = f"{stem}-coin{coin}.png", 1
+        while name in self.used:
+            copy += 1
+            name = f"{stem}-{copy}-coin{coin}.png"
+        self.used.add(name)
+        return name
+
+    def write(self, path: Path, result: dict) -> Path:
+        from .explain import png_bytes
+
+        target = self.folder / self.file_name(path, result["coin"])
+        descriptor, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(png_bytes(result["explanation"]))
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return target
+
+    def written(self, lines: Iterator[tuple[Path, dict]]) -> Iterator[tuple[Path, dict]]:
+        """``lines`` with each coin's heat map written to a file: its ``explanation`` (a data URL) becomes the
+        ``explanation_path``, so that no picture is held longer than its batch or printed as text."""
+        for path, result in lines:
+            if "explanation" in result:
+                result = {**result, "explanation_path": str(self.write(path, result))}
+                del result["explanation"]
+            yield path, result
+
+
+def classified(spotter, paths: list[Path], model: str, top: int, explain: bool = False) -> Iterator[tuple[Path, dict]]:
     """(path, result) for every coin found and every file that failed, in path order, BATCH files per model call."""
     from .service import Upload, display_filename
 
@@ -87,7 +145,8 @@ def classified(spotter, paths: list[Path], model: str, top: int) -> Iterator[tup
                 uploads.append(Upload(path.name, read_photo(path, spotter.settings.limits)))
             except Unreadable as error:
                 unreadable[path] = str(error)
-        per_upload = iter(spotter.classify_per_upload(uploads, model=model, top=top)[1] if uploads else [])
+        per_upload = iter(spotter.classify_per_upload(uploads, model=model, top=top, explain=explain)[1]
+                          if uploads else [])
         for path in chunk:  # the same path given twice gets its own results twice
             if path in unreadable:
                 yield path, spotter.error_result(display_filename(path.name), unreadable[path])
@@ -108,8 +167,18 @@ def classify_command(args) -> int:
     except (RequestError, ValueError) as error:  # a mistyped --currency or COINSPOTTER_* setting
         print(f"error: {error}", file=sys.stderr)
         return 2
+    heat_maps = None
+    if args.explain is not None:
+        try:
+            heat_maps = ExplanationFolder.create(Path(args.explain))
+        except OSError as error:
+            print(f"error: cannot write heat maps to {shown(Path(args.explain))}: {error.strerror or error}",
+                  file=sys.stderr)
+            return 2
     spotter.load(warm_up=False)
-    lines = classified(spotter, paths, args.model, args.top)
+    lines = classified(spotter, paths, args.model, args.top, explain=heat_maps is not None)
+    if heat_maps is not None:
+        lines = heat_maps.written(lines)
     conversion = {}
     failures = 0
     try:
@@ -125,6 +194,10 @@ def classify_command(args) -> int:
                 print(format_line(path, result))
     except RequestError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a heat map could not be written (the disk filled, DIR was taken away...)
+        print(f"error: cannot write a heat map to {shown(Path(args.explain))}: {error.strerror or error}",
+              file=sys.stderr)
         return 2
     if args.json and conversion:
         print(json.dumps(conversion, ensure_ascii=False))
@@ -146,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print one JSON object per coin (and, with --currency, a last one with the total)")
     classify.add_argument("--currency", metavar="CODE",
                           help="also show each value in this currency (EUR, USD, JPY...) and the total")
+    classify.add_argument("--explain", metavar="DIR",
+                          help="write a Grad-CAM heat map of each coin's predicted class into DIR (created), "
+                               "one PNG per coin: <photo>-coin<n>.png")
     classify.set_defaults(handler=classify_command)
     return parser
 

@@ -12,11 +12,13 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
+import numpy as np
 import pytest
+from PIL import Image
 from rate_standins import ANSWER_PATHS, ANSWER_SHAPES, Reply, StandIn, refused_url
 
 from coinspotter.rates import RateService, load_snapshot
-from helpers import EXPECTED_CLASS, coin_picture, encode, write_model_dir
+from helpers import EXPECTED_CLASS, coin_picture, coins_picture, encode, write_model_dir
 
 RED = ("red.jpg", encode(coin_picture("red")))  # 1 Cent, AUD 0.01
 GREEN = ("green.jpg", encode(coin_picture("green")))  # 1 Euro, EUR 1
@@ -111,12 +113,39 @@ def test_a_bad_file_fails_alone(client):
         ({"currency": "EURO"}, [("a.jpg", b"x")], "'EURO' is not a currency code"),
         ({"currency": "XAU"}, [("a.jpg", b"x")],
          "XAU is not a currency values can be shown in; choose one of USD, EUR"),
+        ({"explain": "yes"}, [("a.jpg", b"x")], "explain must be 1"),
+        ({"explain": "2"}, [("a.jpg", b"x")], "explain must be 1"),
     ],
 )
 def test_bad_requests_get_a_json_4xx(client, fields, files, message):
     response = post(client, files, **fields)
     assert response.status_code == 400
     assert response.is_json and message in response.get_json()["error"]
+
+
+def png(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2])))
+    assert image.format == "PNG"
+    return np.asarray(image.convert("RGB"), dtype=int)
+
+
+@pytest.mark.parametrize("model, explained_by", [("student", "student"), ("ensemble", "member_a")])
+def test_explain_adds_a_heat_map_png_to_each_coin(client, model, explained_by):
+    three = ("three.jpg", encode(coins_picture(["red", "green", "blue"])))
+    answer = post(client, [three, GREEN, ("notes.jpg", b"text")], explain=1, model=model).get_json()
+    coins = [result for result in answer["results"] if result["ok"]]
+    assert len(coins) == 4 and all(coin["explanation_model"] == explained_by for coin in coins)
+    pictures = [png(coin["explanation"]) for coin in coins]
+    assert all(picture.shape == (224, 224, 3) for picture in pictures)
+    assert len({coin["explanation"] for coin in coins[:3]}) == 3  # three coins, three pictures
+    assert "explanation" not in answer["results"][-1]  # the failed file has no coin to explain
+
+
+def test_no_heat_map_unless_asked(client):
+    for fields in ({}, {"explain": "0"}, {"explain": ""}):
+        (result,) = post(client, [BLUE], **fields).get_json()["results"]
+        assert result["ok"] and "explanation" not in result and "explanation_model" not in result
 
 
 def test_wrong_method_and_unknown_api_path_answer_json(client):

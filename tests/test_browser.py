@@ -105,10 +105,13 @@ def open_page(browser, app_url):
     page error, console error or CSP violation."""
     contexts, pages, errors = [], [], []
 
-    def open_with(locale: str = "en-US", remembered: str | None = None, width: int = 1280, height: int = 900):
+    def open_with(locale: str = "en-US", remembered: str | None = None, width: int = 1280, height: int = 900,
+                  init_script: str | None = None):
         context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
         contexts.append(context)
         context.add_init_script(CSP_WATCH)
+        if init_script is not None:  # runs in the page before its own scripts (a stand-in for a browser API)
+            context.add_init_script(init_script)
         if remembered is not None:  # a choice stored by an earlier visit
             context.add_init_script(f"localStorage.setItem('currency-choice', JSON.stringify({remembered!r}))")
         page = context.new_page()
@@ -294,3 +297,109 @@ def test_the_browser_language_picks_the_currency_until_the_user_chooses(open_pag
 @pytest.mark.parametrize("remembered, currency", [("JPY", "JPY"), ("XAU", "EUR")])
 def test_a_remembered_choice_wins_over_the_language_when_offered(open_page, remembered, currency):
     expect(open_page("de-DE", remembered).get_by_label("Show values in")).to_have_value(currency)
+
+
+# --- the result for the ear, and why the model said it --------------------------------------------------------
+
+# Speech synthesis that records what it is asked to say instead of saying it (headless Chromium has no voices).
+RECORD_SPEECH = """
+window.spokenUtterances = [];
+if (window.speechSynthesis) {
+    window.speechSynthesis.speak = (utterance) => window.spokenUtterances.push({text: utterance.text, lang: utterance.lang});
+    window.speechSynthesis.cancel = () => {};
+}
+"""
+NO_SPEECH = "Object.defineProperty(window, 'speechSynthesis', {value: undefined, configurable: true});"
+
+
+def total_in(page, symbol: str) -> str:
+    """The page's total without its symbol: "$1.29" -> "1.29"."""
+    return page.locator(".total-amount").inner_text().removeprefix(symbol)
+
+
+def test_the_live_region_announces_the_coins_and_the_total_and_speak_reads_it_aloud(open_page, tmp_path):
+    page = open_page("de-DE", init_script=RECORD_SPEECH)  # values in euros, from the language
+    assert page.evaluate("document.documentElement.lang") == "en"  # the page's own language: English
+    speak = page.get_by_role("button", name="Speak result")
+    expect(speak).to_be_hidden()  # nothing to read yet
+    upload(page, photo_files(tmp_path, green__jpg=coin_picture("green"), blue__jpg=coin_picture("blue"),
+                             notes__jpg=b"text"))
+    live = page.get_by_role("status")
+    expect(live).to_have_attribute("aria-live", "polite")
+    expect(page.locator(".total-amount")).to_have_text(re.compile(r"^€1\.\d\d$"))
+    sentence = f"2 coins: 1 Euro, 1/4 Dollar; total {total_in(page, '€')} EUR; 1 file could not be used."
+    expect(live).to_have_text(sentence)
+    assert page.locator("[aria-live]").count() == 1  # the cards are not read out whole as well
+
+    expect(speak).to_be_enabled()
+    speak.click()
+    assert page.evaluate("window.spokenUtterances") == [{"text": sentence, "lang": "en"}]
+
+    page.get_by_label("Show values in").select_option("USD")  # the same coins, another total: announced again
+    expect(live).to_have_text(re.compile(r"^2 coins: 1 Euro, 1/4 Dollar; total 1\.\d\d USD;"))
+    speak.click()
+    assert page.evaluate("window.spokenUtterances.length") == 2
+    assert page.evaluate("window.spokenUtterances[1].text") == live.inner_text()
+
+
+def test_without_speech_synthesis_the_button_is_disabled_and_says_why(open_page, tmp_path):
+    page = open_page(init_script=NO_SPEECH)
+    upload(page, photo_files(tmp_path, blue__jpg=coin_picture("blue")))
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^1 coin: 1/4 Dollar; total 0\.25 USD\.$"))
+    speak = page.get_by_role("button", name="Speak result")
+    expect(speak).to_be_disabled()
+    expect(speak).to_have_attribute("title", "Your browser cannot read aloud: it has no speech synthesis.")
+    expect(page.locator("#speak-note")).to_have_text("Your browser cannot read aloud: it has no speech synthesis.")
+    expect(page.locator("#speak-note")).to_be_visible()
+
+
+def test_show_why_shows_the_heat_map_of_that_coin_computed_once_when_first_opened(open_page, tmp_path):
+    page = open_page()
+    explained = []  # callback requests for a heat map
+    page.on("request", lambda request: explained.append(request.url)
+            if "/_dash-update-component" in request.url and "why-image" in (request.post_data or "") else None)
+    upload(page, photo_files(tmp_path, table__jpg=coins_picture(["red", "green", "blue"])))
+    toggle = page.get_by_role("button", name="Show why: coin 2 of table.jpg")
+    expect(page.locator(".why-toggle")).to_have_count(3)
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    panel = page.locator(f"[id='{toggle.get_attribute('aria-controls')}']")
+    expect(panel).to_be_hidden()
+    assert explained == []  # nothing explained unasked
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    heat_map = panel.get_by_role("img", name="Heat map over coin 2 of table.jpg: where the model saw 1 Euro")
+    expect(heat_map).to_be_visible(timeout=30_000)  # the first explanation traces the gradient graph
+    assert heat_map.get_attribute("src").startswith("data:image/png;base64,")
+    assert heat_map.evaluate("image => [image.naturalWidth, image.naturalHeight]") == [224, 224]
+    expect(panel).to_contain_text("made the model say 1 Euro")
+    screenshot(page, "show-why.png")
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(panel).to_be_hidden()
+    toggle.click()
+    expect(heat_map).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    assert len(explained) == 1  # opened twice, computed once
+    expect(page.get_by_role("img", name=re.compile("^Heat map"))).to_have_count(1)  # only the coin asked about
+
+
+def test_speak_and_show_why_work_by_keyboard(open_page, tmp_path):
+    page = open_page(init_script=RECORD_SPEECH)
+    upload(page, photo_files(tmp_path, blue__jpg=coin_picture("blue")))
+    page.get_by_label("Show values in").focus()
+    page.keyboard.press("Tab")  # the next stop after the controls: "Speak result"
+    expect(page.get_by_role("button", name="Speak result")).to_be_focused()
+    page.keyboard.press("Enter")
+    assert page.evaluate("window.spokenUtterances.map(u => u.text)") == ["1 coin: 1/4 Dollar; total 0.25 USD."]
+
+    toggle = page.get_by_role("button", name="Show why: coin 1 of blue.jpg")
+    for _ in range(10):  # on through the summary and the card to its toggle
+        page.keyboard.press("Tab")
+        if toggle.evaluate("button => button === document.activeElement"):
+            break
+    expect(toggle).to_be_focused()
+    page.keyboard.press("Space")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.get_by_role("img", name=re.compile("^Heat map over coin 1 of blue.jpg"))).to_be_visible(timeout=30_000)

@@ -136,3 +136,54 @@ def test_python_dash_m_entry_point(models, photos):
     assert completed.returncode == 0, completed.stderr
     assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD ≈ A$0.01" in completed.stdout
     assert "Total: A$0.01 (offline rates as of " in completed.stdout
+
+
+def test_explain_writes_one_heat_map_per_coin_into_a_new_folder(models, photos, monkeypatch, capsys, tmp_path):
+    from PIL import Image
+
+    from helpers import coins_picture
+
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    (photos / "again").mkdir()
+    (photos / "again" / "red.jpg").write_bytes(encode(coin_picture("blue")))  # the same name in another folder
+    (photos / "three coins <x>.jpg").write_bytes(encode(coins_picture(["red", "green", "blue"])))
+    out = tmp_path / "out" / "why"  # neither exists yet
+    status = cli.main(["classify", "--json", "--explain", str(out), str(photos / "trip" / "day1" / "red.jpg"),
+                       str(photos / "again" / "red.jpg"), str(photos / "three coins <x>.jpg"), str(photos / "broken.jpg")])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 1  # broken.jpg
+    written = [line.get("explanation_path") for line in lines]
+    assert [os.path.basename(path) for path in written[:-1]] == [
+        "red-coin1.png", "red-2-coin1.png", "three_coins_x-coin1.png", "three_coins_x-coin2.png",
+        "three_coins_x-coin3.png"]
+    assert written[-1] is None and not any("explanation" in line for line in lines)  # no picture as text
+    assert sorted(path.name for path in out.iterdir()) == sorted(os.path.basename(path) for path in written[:-1])
+    pictures = [Image.open(path) for path in written[:-1]]
+    assert all(picture.format == "PNG" and picture.size == (224, 224) for picture in pictures)
+
+    status = cli.main(["classify", "--explain", str(out), str(photos / "trip" / "green.png")])
+    assert status == 0
+    assert f"green.png #1: 1 Euro (Euro area), 1 EUR, p=1.00  [heat map: {out / 'green-coin1.png'}]" \
+        in capsys.readouterr().out
+
+
+def test_explain_never_writes_through_a_link_out_of_its_folder(models, photos, monkeypatch, tmp_path):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    out, precious = tmp_path / "why", tmp_path / "precious.txt"
+    out.mkdir()
+    precious.write_text("keep me")
+    (out / "green-coin1.png").symlink_to(precious)  # a trap left at the name the heat map will get
+    assert cli.main(["classify", "--explain", str(out), str(photos / "trip" / "green.png")]) == 0
+    assert precious.read_text() == "keep me"
+    assert not (out / "green-coin1.png").is_symlink() and (out / "green-coin1.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(path.name for path in out.iterdir()) == ["green-coin1.png"]  # no temporary file left
+
+
+def test_explain_into_a_folder_that_cannot_be_written_is_a_usage_error(models, photos, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    a_file = tmp_path / "taken"
+    a_file.write_text("a file, not a folder")
+    status = cli.main(["classify", "--explain", str(a_file / "why"), str(photos / "trip" / "green.png")])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""
+    assert captured.err == f"error: cannot write heat maps to {a_file / 'why'}: Not a directory\n"

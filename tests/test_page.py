@@ -27,7 +27,7 @@ def test_a_photo_with_three_coins_is_shown_once_numbered_with_a_card_per_coin(we
     classification = callbacks.classify_uploads(
         web_app.spotter, [data_url(encode(three)), data_url(encode(coin_picture("blue")))],
         ["three.jpg", "one.jpg"], "student")
-    page = callbacks.render_results(web_app.spotter, classification, "EUR")
+    page, sentence = callbacks.render_page(web_app.spotter, classification, "EUR")
 
     overviews = [item for item in with_class(page, "photo-overview") if item["type"] == "Img"]
     assert [image["props"]["alt"] for image in overviews] == ["Photo three.jpg with 3 coins found, numbered 1-3"]
@@ -41,6 +41,8 @@ def test_a_photo_with_three_coins_is_shown_once_numbered_with_a_card_per_coin(we
     assert "one.jpg · coin 1" in shown  # a single-coin photo keeps its usual card, outside the section
     assert not with_class(page, "coin-number")[3:] and "one.jpg · coin 1" not in texts(section)
     assert "4 coins found" in shown and len(with_class(page, "total-amount")) == 1
+    (total,) = [item["props"]["children"] for item in with_class(page, "total-amount")]  # "€1.70"
+    assert sentence == f"4 coins: 1 Cent, 1 Euro, 1/4 Dollar, 1/4 Dollar; total {total.lstrip('€')} EUR."
 
     # the overview: no larger than the photo, each coin circled in the mark colour where the localiser found it
     src = overviews[0]["props"]["src"]
@@ -76,3 +78,61 @@ def test_single_coin_photos_keep_their_look(web_app):
     assert not with_class(page, "multi-coin-photo") and not with_class(page, "coin-number")
     assert [item["props"]["children"] for item in with_class(page, "coin-source")] == [
         "red.jpg · coin 1", "green.jpg · coin 1"]
+
+
+def test_the_announcement_names_each_coin_and_the_total_and_what_failed():
+    from coinspotter.announce import result_sentence
+
+    def coin(name, currency, value, uncertain=False):
+        prediction = {"name": name, "currency": currency, "face_value": value}
+        return {"ok": True, "prediction": prediction, "uncertain": uncertain}
+
+    euro, fifty = coin("1 Euro", "EUR", "1"), coin("50 Euro Cent", "EUR", "0.50", uncertain=True)
+    quarter, failed = coin("1/4 Dollar", "USD", "0.25"), {"ok": False, "filename": "x.jpg", "error": "empty"}
+    converted = {"total": {"currency": "EUR", "amount": "1.50", "formatted": "€1.50"}}
+    assert result_sentence([euro, fifty], converted) == "2 coins: 1 Euro, maybe 50 Euro Cent; total 1.50 EUR."
+    assert result_sentence([quarter, failed, euro]) == "2 coins: 1/4 Dollar, 1 Euro; total 0.25 USD and 1 EUR; " \
+                                                       "1 file could not be used."
+    assert result_sentence([failed, failed]) == "No coin could be identified in these files; 2 files could not be used."
+
+
+def test_each_coin_card_has_a_show_why_toggle_that_explains_that_coin_on_request(web_app):
+    import callbacks
+    import layout
+
+    three = encode(coins_picture(["red", "green", "blue"]))
+    classification = callbacks.classify_uploads(web_app.spotter, [data_url(three)], ["three.jpg"], "student")
+    assert all("explanation" not in result for result in classification["results"])  # nothing computed unasked
+    page = callbacks.render_results(web_app.spotter, classification, None)
+    toggles = [item["props"] for item in with_class(page, "why-toggle")]
+    assert [toggle["children"] for toggle in toggles] == ["Show why"] * 3
+    assert [toggle["aria-label"] for toggle in toggles] == [f"Show why: coin {n} of three.jpg" for n in (1, 2, 3)]
+    panels = {layout.dom_id(item["props"]["id"]): item["props"] for item in with_class(page, "why-panel")}
+    assert all(toggle["aria-expanded"] == "false" and panels[toggle["aria-controls"]]["hidden"] for toggle in toggles)
+
+    # what the browser sends when coin 2's toggle is first opened (assets/explain.js): its photo, number, model
+    src, alt, hidden, status = callbacks.explain_coin(
+        web_app.spotter, {"name": "three.jpg", "content": data_url(three), "coin": 2, "model": "student"})
+    assert src.startswith("data:image/png;base64,") and not hidden
+    assert Image.open(io.BytesIO(base64.b64decode(src.partition(",")[2]))).size == (224, 224)
+    assert alt == "Heat map over coin 2 of three.jpg: where the model saw 1 Euro" and "say 1 Euro" in status
+    first = callbacks.explain_coin(
+        web_app.spotter, {"name": "three.jpg", "content": data_url(three), "coin": 1, "model": "student"})[0]
+    assert first != src  # another coin, another picture
+
+    _, _, _, ensemble_status = callbacks.explain_coin(
+        web_app.spotter, {"name": "three.jpg", "content": data_url(three), "coin": 3, "model": "ensemble"})
+    assert "Worked out on Tiny member_a, the first of the ensemble's models." in ensemble_status
+
+
+@pytest.mark.parametrize("request_data, message", [
+    ({}, "cannot be made any more"),  # the photo was gone from the browser
+    ("nonsense", "cannot be made any more"),
+    ({"name": "a.jpg", "content": "data:image/jpeg;base64,AAAA", "coin": 1, "model": "student"}, "cannot be made"),
+    ({"name": "a.jpg", "content": "x", "coin": 1, "model": "giant"}, "unknown model 'giant'"),
+])
+def test_a_show_why_request_that_cannot_be_served_says_so_in_the_panel(web_app, request_data, message):
+    import callbacks
+
+    src, _, hidden, status = callbacks.explain_coin(web_app.spotter, request_data)
+    assert src is None and hidden and message in status

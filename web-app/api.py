@@ -11,6 +11,10 @@ from coinspotter.service import CoinSpotter, RequestError, Upload
 from hardening import json_error
 
 
+# the form field ``explain``: "1" asks for a heat map per coin; an empty field is the default, none
+EXPLAIN_VALUES = {"1": True, "true": True, "0": False, "false": False, "": False}
+
+
 def register(server: Flask, spotter: CoinSpotter) -> None:
     blueprint = Blueprint("api", __name__)
 
@@ -23,9 +27,12 @@ def register(server: Flask, spotter: CoinSpotter) -> None:
             top = int(request.form.get("top", "5"))
         except ValueError:
             return json_error(400, "top must be a whole number")
+        explain = EXPLAIN_VALUES.get(request.form.get("explain", "0").strip().lower())
+        if explain is None:
+            return json_error(400, "explain must be 1 (add a Grad-CAM heat map to each coin) or 0")
         uploads = [Upload(file.filename or "", file.read()) for file in files]
         try:
-            return jsonify(spotter.classify(uploads, model=model, top=top, currency=currency))
+            return jsonify(spotter.classify(uploads, model=model, top=top, currency=currency, explain=explain))
         except RequestError as error:
             return json_error(400, str(error))
 

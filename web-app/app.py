@@ -35,6 +35,8 @@ app = dash.Dash(
     meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     serve_locally=True,  # no CDN: Bootstrap 5.3.8's CSS is in assets/, so the page works where only this server is reachable
 )
+# The page is in English: screen readers and "Speak result" (assets/speech.js) pick their voice by <html lang>.
+app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
 app.layout = layout.build_layout(spotter, callbacks.upload_limits(spotter.settings.limits))
 callbacks.register(app, spotter)
 server = app.server

@@ -15,16 +15,18 @@ import itertools
 import logging
 
 import dash_bootstrap_components as dbc
-from dash import ClientsideFunction, Input, Output, State, html, no_update
+from dash import MATCH, ClientsideFunction, Input, Output, State, html, no_update
 
 import layout
 import photo_views
+from coinspotter.announce import result_sentence
 from coinspotter.config import Limits, megabytes
 from coinspotter.service import CoinSpotter, RequestError, Upload
 
 log = logging.getLogger(__name__)
 JSON_OVERHEAD_BYTES = 64 * 1024  # what a callback request carries besides the photos: names, ids, the model
 SOMETHING_WENT_WRONG = "Something went wrong on our side; please try again."
+WHY_UNAVAILABLE = "This coin's heat map cannot be made any more; please upload its photo again."
 
 
 def page_upload_bytes(limits: Limits) -> int:
@@ -76,7 +78,7 @@ def request_limit_message(spotter: CoinSpotter, model: str, count: int, total_by
 
 
 def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[str], model: str) -> dict:
-    """What the page keeps of one classification: ``{"model_name", "results", "photos"}``, each result with the
+    """What the page keeps of one classification: ``{"model", "model_name", "results", "photos"}``, each result with the
     index of its ``photo`` and each coin its ``thumbnail``, each photo its name, coin count and, when it holds
     several coins, a numbered ``overview``; or ``{"error": message}`` when the request cannot be served at all."""
     uploads = [Upload(name or "", decode_data_url(data)) for data, name in zip(contents, filenames)]
@@ -105,14 +107,19 @@ def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[
          "overview": views.get(index, {}).get("overview")}
         for index, upload in enumerate(uploads)
     ]
-    return {"model_name": card.display_name, "results": results, "photos": photos}
+    return {"model": model, "model_name": card.display_name, "results": results, "photos": photos}
 
 
 def render_results(spotter: CoinSpotter, classification: dict, currency: str | None):
     """The summary, then the cards in upload order: a photo holding several coins shown once, numbered, with
     its coins' cards under it; single-coin photos and failed files as cards in one flowing grid."""
+    return render_page(spotter, classification, currency)[0]
+
+
+def render_page(spotter: CoinSpotter, classification: dict, currency: str | None):
+    """(``render_results``, the sentence the live region announces: ``announce.result_sentence``, or the error)."""
     if "error" in classification:
-        return dbc.Alert(classification["error"], color="danger")
+        return dbc.Alert(classification["error"], color="danger"), classification["error"]
     results = [dict(result) for result in classification["results"]]  # copies: convert() adds to them
     conversion = {}
     if currency:
@@ -122,11 +129,13 @@ def render_results(spotter: CoinSpotter, classification: dict, currency: str | N
             conversion = {"rates_error": str(error)}
     photos = classification.get("photos") or []
     sections, grid = [], []
-    for index, group in itertools.groupby(results, key=lambda result: result.get("photo")):
+    model = classification.get("model")
+    for index, group in itertools.groupby(enumerate(results), key=lambda item: item[1].get("photo")):
         group = list(group)
         photo = photos[index] if isinstance(index, int) and 0 <= index < len(photos) else {}
         overview = photo.get("overview")
-        cards = [result_card(spotter, result, numbered=overview is not None) for result in group]
+        cards = [result_card(spotter, result, numbered=overview is not None, position=position, model=model)
+                 for position, result in group]
         if overview is None:
             grid.extend(cards)
             continue
@@ -137,13 +146,44 @@ def render_results(spotter: CoinSpotter, classification: dict, currency: str | N
     if grid:
         sections.append(dbc.Row(grid))
     summary = layout.summary_card(spotter.summarise(results), classification["model_name"], conversion)
-    return html.Div([summary, *sections])
+    return html.Div([summary, *sections]), result_sentence(results, conversion)
 
 
-def result_card(spotter: CoinSpotter, result: dict, numbered: bool):
+def result_card(spotter: CoinSpotter, result: dict, numbered: bool, position: int = 0, model: str | None = None):
+    """A coin's card (with its "Show why" section when the ``model`` that classified it is known), or an
+    error's; ``position``: the result's place in the classification, which tells the cards' sections apart."""
     if not result["ok"]:
         return layout.error_card(result)
-    return layout.coin_card(result, spotter.catalog[result["prediction"]["class_id"]].flag, numbered=numbered)
+    why = layout.why_section(position, result, model) if model else None
+    return layout.coin_card(result, spotter.catalog[result["prediction"]["class_id"]].flag, numbered=numbered, why=why)
+
+
+def explain_coin(spotter: CoinSpotter, request) -> tuple:
+    """A "Show why" panel's (image src, alt, image hidden, status text) for one coin: the "why-request" store's
+    content (from the browser: any JSON at all), ``{"name", "content", "coin", "model"}``: the coin's photo as
+    dcc.Upload gave it, the coin's number in it and the model. The photo goes through the service's own path
+    again (decode, find the coins, classify) with ``explain``: the same crop and prediction as its card, and
+    nothing about the coin taken on the browser's word but the photo itself."""
+    request = request if isinstance(request, dict) else {}
+    name, content, number, model = (request.get(key) for key in ("name", "content", "coin", "model"))
+    if not (isinstance(name, str) and isinstance(content, str) and isinstance(number, int) and isinstance(model, str)):
+        return None, "", True, WHY_UNAVAILABLE
+    try:
+        _, (results,) = spotter.classify_per_upload([Upload(name, decode_data_url(content))], model=model, top=1,
+                                                    explain=True)
+    except RequestError as error:
+        return None, "", True, str(error)
+    coin = next((result for result in results if result["ok"] and result["coin"] == number), None)
+    if coin is None:
+        return None, "", True, WHY_UNAVAILABLE
+    predicted = coin["prediction"]["name"]
+    status = (f"Red and yellow: the parts of the coin that made the model say {predicted}; "
+              "blue or no colour: parts that counted little.")
+    if coin["explanation_model"] != model:  # an ensemble, explained through its first member
+        member = spotter.registry.cards[coin["explanation_model"]]
+        status += f" Worked out on {member.display_name}, the first of the ensemble's models."
+    alt = f"Heat map over coin {number} of {layout.file_label(coin['filename'])}: where the model saw {predicted}"
+    return coin["explanation"], alt, False, status
 
 
 def _logged(fallback):
@@ -179,15 +219,63 @@ def register(app, spotter: CoinSpotter) -> None:
 
     @app.callback(
         Output("results", "children"),
+        Output("announcement", "children"),
         Input("classification", "data"),
         Input("currency", "value"),
         prevent_initial_call=True,
-        on_error=_logged(dbc.Alert(SOMETHING_WENT_WRONG, color="danger")),
+        on_error=_logged((dbc.Alert(SOMETHING_WENT_WRONG, color="danger"), SOMETHING_WENT_WRONG)),
     )
     def render(classification, currency):
         if not classification:
-            return no_update
-        return render_results(spotter, classification, currency)
+            return no_update, no_update
+        return render_page(spotter, classification, currency)
+
+    # In the browser (assets/explain.js): a card's "Show why" opens or closes its panel and, when first opened,
+    # hands the coin's photo (still in the upload-batch store) to the callback below; nothing else is sent.
+    app.clientside_callback(
+        ClientsideFunction(namespace="coinspotterExplain", function_name="toggle"),
+        Output({"type": "why-toggle", "index": MATCH}, "aria-expanded"),
+        Output({"type": "why-panel", "index": MATCH}, "hidden"),
+        Output({"type": "why-request", "index": MATCH}, "data"),
+        Input({"type": "why-toggle", "index": MATCH}, "n_clicks"),
+        State({"type": "why-toggle", "index": MATCH}, "aria-expanded"),
+        State({"type": "why-coin", "index": MATCH}, "data"),
+        State({"type": "why-request", "index": MATCH}, "data"),
+        State("upload-batch", "data"),
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output({"type": "why-image", "index": MATCH}, "src"),
+        Output({"type": "why-image", "index": MATCH}, "alt"),
+        Output({"type": "why-image", "index": MATCH}, "hidden"),
+        Output({"type": "why-status", "index": MATCH}, "children"),
+        Input({"type": "why-request", "index": MATCH}, "data"),
+        prevent_initial_call=True,
+        on_error=_logged((None, "", True, SOMETHING_WENT_WRONG)),
+    )
+    def why(request):
+        if not request:
+            return no_update, no_update, no_update, no_update
+        return explain_coin(spotter, request)
+
+    # In the browser (assets/speech.js): "Speak result" is offered once there is a result, and reads it aloud
+    # with the browser's own speech synthesis; disabled, saying why, where there is none.
+    app.clientside_callback(
+        ClientsideFunction(namespace="coinspotterSpeech", function_name="offer"),
+        Output("speak-bar", "hidden"),
+        Output("speak", "disabled"),
+        Output("speak", "title"),
+        Output("speak-note", "children"),
+        Input("announcement", "children"),
+    )
+    app.clientside_callback(
+        ClientsideFunction(namespace="coinspotterSpeech", function_name="speak"),
+        Output("spoken", "data"),
+        Input("speak", "n_clicks"),
+        State("announcement", "children"),
+        prevent_initial_call=True,
+    )
 
     # In the browser: the remembered choice, else the browser's languages, pick the currency (assets/currency.js).
     app.clientside_callback(

@@ -1,10 +1,13 @@
 """What the page looks like: the static frame and the pieces the callbacks fill in."""
 from __future__ import annotations
 
+import json
+
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import dcc, html
 
+from coinspotter.announce import NO_COIN_IDENTIFIED, counted
 from coinspotter.money import CURRENCIES
 from coinspotter.service import CONVERSION_CURRENCIES, CoinSpotter
 
@@ -86,14 +89,21 @@ def build_layout(spotter: CoinSpotter, upload_limits: dict):
                 ),
                 className="mb-3 shadow-sm",
             ),
+            speak_bar(),
+            # What a screen reader announces when results arrive: one sentence (the cards themselves would be
+            # read out whole), the same one "Speak result" reads.
+            html.Div(id="announcement", role="status", className="visually-hidden",
+                     **{"aria-live": "polite", "aria-atomic": "true"}),
             dcc.Loading(
                 [
                     # the last classification, so that a change of currency re-renders it without the photos
                     dcc.Store(id="classification"),
-                    html.Div(id="results", **{"aria-live": "polite"}),
+                    html.Div(id="results"),
                 ],
                 type="circle",
                 delay_show=150,
+                # only a classification covers the page; a card's "Show why" shows its own progress
+                target_components={"classification": "data", "results": "children"},
             ),
             html.Footer(
                 html.Small("Coin classes: the public coin-images data set (211 coins, 32 currencies)."),
@@ -102,6 +112,53 @@ def build_layout(spotter: CoinSpotter, upload_limits: dict):
         ],
         fluid="md",
         className="pb-4",
+    )
+
+
+def speak_bar():
+    """"Speak result": the browser reads the announcement aloud (assets/speech.js). Shown once there are
+    results; disabled, saying why, where the browser has no speech synthesis."""
+    return html.Div(
+        [
+            html.Button([html.Span("🔊 ", **{"aria-hidden": "true"}), "Speak result"], id="speak", type="button",
+                        className="btn btn-outline-primary btn-sm", disabled=True),
+            html.Small(id="speak-note", className="text-muted ms-2"),
+            dcc.Store(id="spoken"),  # what was last read aloud
+        ],
+        id="speak-bar", hidden=True, className="mb-3",
+    )
+
+
+def dom_id(component_id: dict) -> str:
+    """The id Dash gives a pattern-matching component's element (keys sorted, no spaces), for aria-controls."""
+    return json.dumps(component_id, sort_keys=True, separators=(",", ":"))
+
+
+def why_section(index: int, result: dict, model: str):
+    """A card's "Show why" toggle and the panel it opens: the Grad-CAM heat map of the predicted class over the
+    coin, computed when first opened (callbacks.explain_coin), from the coin's photo still in the browser."""
+    panel = {"type": "why-panel", "index": index}
+    label = f"coin {result['coin']} of {file_label(result['filename'])}"
+    return html.Div(
+        [
+            html.Button("Show why", id={"type": "why-toggle", "index": index}, type="button", n_clicks=0,
+                        className="btn btn-outline-secondary btn-sm why-toggle",
+                        **{"aria-expanded": "false", "aria-controls": dom_id(panel),
+                           "aria-label": f"Show why: {label}"}),
+            html.Div(
+                [
+                    html.P("Working out where the model looked…", id={"type": "why-status", "index": index},
+                           className="small text-muted my-1 why-status"),
+                    html.Img(id={"type": "why-image", "index": index}, className="why-image", hidden=True),
+                ],
+                id=panel, hidden=True, className="why-panel mt-2",
+            ),
+            # which coin: the photo's place in the upload (its bytes stay in the browser), its number, the model
+            dcc.Store(id={"type": "why-coin", "index": index},
+                      data={"photo": result.get("photo"), "coin": result["coin"], "model": model}),
+            dcc.Store(id={"type": "why-request", "index": index}),  # filled when first opened
+        ],
+        className="mt-2",
     )
 
 
@@ -141,10 +198,10 @@ def page_image(url) -> str | None:
     return url if isinstance(url, str) and url.startswith(IMAGE_URL_PREFIX) else None
 
 
-def coin_card(result: dict, flag: str, numbered: bool = False):
+def coin_card(result: dict, flag: str, numbered: bool = False, why=None):
     """One coin: ``result`` as the service gives it, with its ``thumbnail`` (a data URL or None) and,
     when converted, its ``converted`` value. ``numbered``: its photo holds several coins, shown above with
-    numbers, and the card says which one it is."""
+    numbers, and the card says which one it is. ``why``: its "Show why" section (``why_section``), if any."""
     prediction = result["prediction"]
     thumbnail = page_image(result.get("thumbnail"))
     converted = result.get("converted")
@@ -196,6 +253,8 @@ def coin_card(result: dict, flag: str, numbered: bool = False):
             )
         )
     body.append(probability_chart(result["top"]))
+    if why is not None:
+        body.append(why)
     return dbc.Col(dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm coin-card"), xs=12, md=6, xl=4, className="mb-3")
 
 
@@ -236,9 +295,9 @@ def summary_card(summary: dict, model_name: str, conversion: dict):
     """The coins counted per currency and, from ``CoinSpotter.convert``, their total in one currency
     (``{"total": ...}``) or why there is none (``{"rates_error": ...}``); ``{}`` when none was asked for."""
     if not summary["coins"]:
-        return dbc.Alert("No coin could be identified in these files.", color="secondary")
+        return dbc.Alert(NO_COIN_IDENTIFIED + ".", color="secondary")
     lines = [
-        html.Li(f"{entry['coins']} coin{'s' if entry['coins'] != 1 else ''}: {entry['amount']} {entry['currency']}")
+        html.Li(f"{counted(entry['coins'], 'coin')}: {entry['amount']} {entry['currency']}")
         for entry in summary["by_currency"]
     ]
     if "total" in conversion:
@@ -254,7 +313,7 @@ def summary_card(summary: dict, model_name: str, conversion: dict):
     return dbc.Card(
         dbc.CardBody(
             [
-                html.H2(f"{summary['coins']} coin{'s' if summary['coins'] != 1 else ''} found", className="h5"),
+                html.H2(f"{counted(summary['coins'], 'coin')} found", className="h5"),
                 html.Ul(lines, className="mb-1 summary-totals"),
                 *converted,
                 html.Small(f"Model: {model_name}", className="text-muted"),
