@@ -23,7 +23,7 @@
             model: coin.model,
           };
         } else if (open && !requested) {
-          request = {};  // the photo is gone (a newer upload): the server says so in the panel
+          request = { missing: "photo" };  // gone (a newer upload replaced it): the server says so in the panel
         }
         return [open ? "true" : "false", !open, request];
       },

@@ -309,7 +309,15 @@ if (window.speechSynthesis) {
     window.speechSynthesis.cancel = () => {};
 }
 """
+BUSY_TIMEOUT_MS = 15_000  # a re-render on the 2 cores the training job shares can take several seconds
 NO_SPEECH = "Object.defineProperty(window, 'speechSynthesis', {value: undefined, configurable: true});"
+
+
+def spoken(page, count: int) -> list[dict]:
+    """What the page has asked RECORD_SPEECH to say, once it has asked ``count`` times (the clientside callback
+    runs after the click returns)."""
+    page.wait_for_function(f"window.spokenUtterances.length >= {count}", timeout=BUSY_TIMEOUT_MS)
+    return page.evaluate("window.spokenUtterances")
 
 
 def total_in(page, symbol: str) -> str:
@@ -328,18 +336,17 @@ def test_the_live_region_announces_the_coins_and_the_total_and_speak_reads_it_al
     expect(live).to_have_attribute("aria-live", "polite")
     expect(page.locator(".total-amount")).to_have_text(re.compile(r"^€1\.\d\d$"))
     sentence = f"2 coins: 1 Euro, 1/4 Dollar; total {total_in(page, '€')} EUR; 1 file could not be used."
-    expect(live).to_have_text(sentence)
+    expect(live).to_have_text(sentence, timeout=BUSY_TIMEOUT_MS)
     assert page.locator("[aria-live]").count() == 1  # the cards are not read out whole as well
 
     expect(speak).to_be_enabled()
     speak.click()
-    assert page.evaluate("window.spokenUtterances") == [{"text": sentence, "lang": "en"}]
+    assert spoken(page, 1) == [{"text": sentence, "lang": "en"}]
 
     page.get_by_label("Show values in").select_option("USD")  # the same coins, another total: announced again
-    expect(live).to_have_text(re.compile(r"^2 coins: 1 Euro, 1/4 Dollar; total 1\.\d\d USD;"))
+    expect(live).to_have_text(re.compile(r"^2 coins: 1 Euro, 1/4 Dollar; total 1\.\d\d USD;"), timeout=BUSY_TIMEOUT_MS)
     speak.click()
-    assert page.evaluate("window.spokenUtterances.length") == 2
-    assert page.evaluate("window.spokenUtterances[1].text") == live.inner_text()
+    assert spoken(page, 2)[1]["text"] == live.inner_text()
 
 
 def test_without_speech_synthesis_the_button_is_disabled_and_says_why(open_page, tmp_path):
@@ -392,7 +399,7 @@ def test_speak_and_show_why_work_by_keyboard(open_page, tmp_path):
     page.keyboard.press("Tab")  # the next stop after the controls: "Speak result"
     expect(page.get_by_role("button", name="Speak result")).to_be_focused()
     page.keyboard.press("Enter")
-    assert page.evaluate("window.spokenUtterances.map(u => u.text)") == ["1 coin: 1/4 Dollar; total 0.25 USD."]
+    assert [utterance["text"] for utterance in spoken(page, 1)] == ["1 coin: 1/4 Dollar; total 0.25 USD."]
 
     toggle = page.get_by_role("button", name="Show why: coin 1 of blue.jpg")
     for _ in range(10):  # on through the summary and the card to its toggle

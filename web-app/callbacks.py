@@ -255,7 +255,7 @@ def register(app, spotter: CoinSpotter) -> None:
         on_error=_logged((None, "", True, SOMETHING_WENT_WRONG)),
     )
     def why(request):
-        if not request:
+        if request is None:  # the store as drawn, before its toggle was first opened
             return no_update, no_update, no_update, no_update
         return explain_coin(spotter, request)
 
