@@ -1,8 +1,10 @@
 """Loading bundled models once and classifying batches of pictures with them."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from pathlib import Path
@@ -86,6 +88,132 @@ class KerasClassifier(Classifier):
         return self.predict_arrays(batch_model_input(images, self.card.input_size))
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tflite_interpreter_class():
+    """LiteRT's interpreter (``ai-edge-litert``); TensorFlow's own ``tf.lite.Interpreter`` is deprecated
+    (TF 2.21 warns it is scheduled for deletion) and is used only where LiteRT is not installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - requirements.txt pins ai-edge-litert
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def tflite_threads() -> int:
+    """Threads one interpreter call uses: ``COINSPOTTER_TF_INTRA_THREADS`` when set, else one per core."""
+    intra = int(os.environ.get("COINSPOTTER_TF_INTRA_THREADS", "0") or 0)
+    return intra or os.cpu_count() or 1
+
+
+class TFLiteClassifier(Classifier):
+    """A TensorFlow Lite copy of a card's model (``card.serving``, or ``path``), run by LiteRT on the CPU.
+
+    An interpreter is not thread-safe and gunicorn runs several threads per process, so calls take an
+    interpreter from a pool (``COINSPOTTER_TFLITE_INTERPRETERS``, default 1: calls queue one behind the
+    other, each using every core) and give it back. Any batch size works: the input is resized when it
+    changes (the first call at a new size costs a few ms more; later ones nothing measurable).
+    ``model`` is the card's ``.h5`` (the source of truth), loaded only when something asks for it, such
+    as a Grad-CAM explanation, which needs gradients a TFLite file does not give.
+    """
+
+    def __init__(self, card: ModelCard, path: Path | str | None = None, threads: int | None = None,
+                 interpreters: int | None = None):
+        super().__init__(card)
+        self.path = Path(path) if path is not None else card.serving_path
+        if self.path is None:
+            raise ModelCardError(f"{card.name}: the card names no .tflite file to serve")
+        self._content = self.path.read_bytes()
+        self.threads = threads or tflite_threads()
+        size = interpreters or int(os.environ.get("COINSPOTTER_TFLITE_INTERPRETERS", "1") or 1)
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        for _ in range(max(1, size)):
+            self._pool.put(self._new_interpreter())  # built now: a broken file fails at load, not at a request
+        interpreter = self._pool.get()
+        try:
+            outputs = int(interpreter.get_output_details()[0]["shape"][-1])
+            self.input_shape = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:])
+        finally:
+            self._pool.put(interpreter)
+        if outputs != len(card.class_ids):
+            raise ModelCardError(f"{card.name}: {self.path.name} has {outputs} outputs, card lists "
+                                 f"{len(card.class_ids)} classes")
+        self._keras = None
+        self._keras_lock = threading.Lock()
+
+    def _new_interpreter(self):
+        interpreter = tflite_interpreter_class()(model_content=self._content, num_threads=self.threads)
+        interpreter.allocate_tensors()
+        return interpreter
+
+    @property
+    def model(self):
+        """The Keras model of the card's ``.h5``, loaded on first use (not needed to classify)."""
+        with self._keras_lock:
+            if self._keras is None:
+                self._keras = load_keras_model(self.card.model_path)
+            return self._keras
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        if len(batch) == 0:
+            return np.zeros((0, len(self.class_ids)), dtype=np.float32)
+        if tuple(batch.shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.card.name}: expected pictures of shape {self.input_shape}, got {batch.shape[1:]}")
+        interpreter = self._pool.get()
+        try:
+            given, wanted = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+            if int(given["shape"][0]) != len(batch):
+                interpreter.resize_tensor_input(given["index"], list(batch.shape), strict=False)
+                interpreter.allocate_tensors()
+            interpreter.set_tensor(given["index"], batch)
+            interpreter.invoke()
+            output = interpreter.get_tensor(wanted["index"])
+            scale, zero_point = wanted.get("quantization", (0.0, 0))
+            if output.dtype != np.float32 and scale:
+                output = (output.astype(np.float32) - zero_point) * scale
+            return np.array(output, dtype=np.float32)  # a copy: the interpreter's buffer is reused
+        finally:
+            self._pool.put(interpreter)
+
+    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.predict_arrays(batch_model_input(images, self.card.input_size))
+
+
+def stale_serving_reason(card: ModelCard) -> str | None:
+    """Why the card's compact file must not be served (missing, or exported from another ``.h5``), or None."""
+    path = card.serving_path
+    if path is None:
+        return "the card names no compact file"
+    if not path.is_file():
+        return f"{path.name} is missing"
+    expected = card.serving.get("source_sha256")
+    if not expected:
+        return "the card does not say which .h5 it was exported from (source_sha256)"
+    if file_sha256(card.model_path) != expected:
+        return f"{card.file} has changed since {path.name} was exported from it"
+    return None
+
+
+def build_classifier(card: ModelCard) -> Classifier:
+    """The classifier a (non-ensemble) card asks for: its ``serving`` TFLite file when it names one that
+    was exported from the very ``.h5`` beside it, else the ``.h5`` itself."""
+    if card.serving:
+        reason = stale_serving_reason(card)
+        if reason is None:
+            return TFLiteClassifier(card)
+        log.warning("%s: serving %s, not %s: %s", card.name, card.file, card.serving.get("file"), reason)
+    return KerasClassifier(card)
+
+
 class EnsembleClassifier(Classifier):
     """The average of its members' probabilities (each member fed at its own input size)."""
 
@@ -153,8 +281,9 @@ class ModelRegistry:
         if not card.model_path.is_file():
             raise ModelCardError(f"model file {card.file} of {name!r} is missing")
         started = time.perf_counter()
-        classifier = KerasClassifier(card)
-        log.info("loaded %s from %s in %.1f s", name, card.file, time.perf_counter() - started)
+        classifier = build_classifier(card)
+        served = classifier.path.name if isinstance(classifier, TFLiteClassifier) else card.file
+        log.info("loaded %s from %s in %.1f s", name, served, time.perf_counter() - started)
         return with_tta(classifier)
 
     def warm_up(self) -> None:

@@ -2,6 +2,12 @@
 
 Serving reads only the card to know how to use a model: its file, input size, preprocessing and the
 class id of every output index. Training writes the card with the figures it measured.
+
+``file`` (the Keras ``.h5``) is always the source of truth. A card may add ``serving``: a compact copy of
+that model (a TensorFlow Lite file exported from it by ``benchmarks/compact.py --update-card``) that is
+served instead, with why and what it measured, and the sha256 of the ``.h5`` it was exported from: when
+the ``.h5`` is replaced, the stale copy is ignored and the ``.h5`` is served (see
+``inference.build_classifier``).
 """
 from __future__ import annotations
 
@@ -30,6 +36,9 @@ class ModelCard:
     tta_rotations: int = 1  # test-time augmentation: average over this many turns of each crop (coinspotter.tta)
     training: dict = field(default_factory=dict)  # recipe, data, command
     metrics: dict = field(default_factory=dict)  # measured figures, with the command that measured them
+    # optional compact file served instead of ``file``: {"file": "student.float16.tflite", "format": "tflite",
+    # "source_sha256": <sha256 of the .h5 it was exported from>, "why": ..., "measured_by": ..., ...}
+    serving: dict = field(default_factory=dict)
     path: Path | None = field(default=None, repr=False, compare=False)  # where the card was read from
 
     @property
@@ -42,6 +51,15 @@ class ModelCard:
             raise ModelCardError(f"model card {self.name!r} names no model file")
         return self.path.parent / self.file
 
+    @property
+    def serving_path(self) -> Path | None:
+        """The compact file the card asks to serve instead of the ``.h5``, if any."""
+        if not self.serving.get("file"):
+            return None
+        if self.path is None:
+            raise ModelCardError(f"model card {self.name!r} was not read from a folder")
+        return self.path.parent / self.serving["file"]
+
     def validate(self) -> None:
         if not self.class_ids:
             raise ModelCardError(f"model card {self.name!r} has no class ids")
@@ -53,6 +71,12 @@ class ModelCard:
             raise ModelCardError(f"model card {self.name!r}: tta_rotations must be a whole number from 1 to 16")
         if bool(self.file) == bool(self.members):
             raise ModelCardError(f"model card {self.name!r} must name either a file or ensemble members")
+        if self.serving:
+            served = self.serving.get("file")
+            if not self.file or not isinstance(served, str) or self.serving.get("format") != "tflite" \
+                    or not served.endswith(".tflite") or Path(served).name != served:
+                raise ModelCardError(f"model card {self.name!r}: serving must name a .tflite file beside the card "
+                                     f"(format 'tflite') exported from its .h5")
 
     def to_json(self) -> str:
         data = asdict(self)

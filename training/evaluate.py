@@ -188,10 +188,11 @@ def keras_parts(classifier) -> list:
 
 def footprint(classifier) -> dict:
     parts = keras_parts(classifier)
-    size = sum(part.card.model_path.stat().st_size for part in parts)
+    files = [getattr(part, "path", None) or part.card.model_path for part in parts]  # a served .tflite, or the .h5
+    size = sum(path.stat().st_size for path in files)
     parameters = sum(part.model.count_params() for part in parts)
     return {"file_bytes": size, "file_mb": round(size / 1e6, 2), "parameters": int(parameters),
-            "files": [part.card.file for part in parts]}
+            "files": [path.name for path in files]}
 
 
 def latency(classifier, pictures: list, repeats: int) -> dict:
