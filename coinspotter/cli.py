@@ -1,4 +1,5 @@
-"""Command line: ``python -m coinspotter classify [--model M] [--top K] [--currency CODE] [--json] [--explain DIR] PATH...``"""
+"""Command line: ``python -m coinspotter classify [--model M] [--top K] [--currency CODE] [--currencies CODES] [--json]
+[--explain DIR] PATH...``"""
 from __future__ import annotations
 
 import argparse
@@ -133,8 +134,10 @@ class ExplanationFolder:
             yield path, result
 
 
-def classified(spotter, paths: list[Path], model: str, top: int, explain: bool = False) -> Iterator[tuple[Path, dict]]:
-    """(path, result) for every coin found and every file that failed, in path order, BATCH files per model call."""
+def classified(spotter, paths: list[Path], model: str, top: int, explain: bool = False,
+               currencies: list[str] | None = None) -> Iterator[tuple[Path, dict]]:
+    """(path, result) for every coin found and every file that failed, in path order, BATCH files per model call;
+    ``currencies``: the "Coins from" hint (``CoinSpotter.classify_per_upload``)."""
     from .service import Upload, display_filename
 
     for start in range(0, len(paths), BATCH):
@@ -145,8 +148,8 @@ def classified(spotter, paths: list[Path], model: str, top: int, explain: bool =
                 uploads.append(Upload(path.name, read_photo(path, spotter.settings.limits)))
             except Unreadable as error:
                 unreadable[path] = str(error)
-        per_upload = iter(spotter.classify_per_upload(uploads, model=model, top=top, explain=explain)[1]
-                          if uploads else [])
+        per_upload = iter(spotter.classify_per_upload(uploads, model=model, top=top, explain=explain,
+                                                      currencies=currencies)[1] if uploads else [])
         for path in chunk:  # the same path given twice gets its own results twice
             if path in unreadable:
                 yield path, spotter.error_result(display_filename(path.name), unreadable[path])
@@ -155,7 +158,7 @@ def classified(spotter, paths: list[Path], model: str, top: int, explain: bool =
 
 
 def classify_command(args) -> int:
-    from .service import CoinSpotter, RequestError, conversion_currency
+    from .service import CoinSpotter, RequestError, coin_currencies, conversion_currency
 
     paths = image_paths(args.paths)
     if not paths:
@@ -163,8 +166,9 @@ def classify_command(args) -> int:
         return 2
     try:
         currency = conversion_currency(args.currency) if args.currency else None
+        currencies = coin_currencies(args.currencies)
         spotter = CoinSpotter()
-    except (RequestError, ValueError) as error:  # a mistyped --currency or COINSPOTTER_* setting
+    except (RequestError, ValueError) as error:  # a mistyped --currency, --currencies or COINSPOTTER_* setting
         print(f"error: {error}", file=sys.stderr)
         return 2
     heat_maps = None
@@ -176,7 +180,7 @@ def classify_command(args) -> int:
                   file=sys.stderr)
             return 2
     spotter.load(warm_up=False)
-    lines = classified(spotter, paths, args.model, args.top, explain=heat_maps is not None)
+    lines = classified(spotter, paths, args.model, args.top, explain=heat_maps is not None, currencies=currencies)
     if heat_maps is not None:
         lines = heat_maps.written(lines)
     conversion = {}
@@ -219,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print one JSON object per coin (and, with --currency, a last one with the total)")
     classify.add_argument("--currency", metavar="CODE",
                           help="also show each value in this currency (EUR, USD, JPY...) and the total")
+    classify.add_argument("--currencies", metavar="CODES",
+                          help='"coins from": the coins are of these currencies only (EUR or EUR,USD); the model\'s '
+                               "probabilities are renormalised over their classes. Default: any currency")
     classify.add_argument("--explain", metavar="DIR",
                           help="write a Grad-CAM heat map of each coin's predicted class into DIR (created), "
                                "one PNG per coin: <photo>-coin<n>.png")

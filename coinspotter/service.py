@@ -16,6 +16,7 @@ from decimal import Decimal
 import numpy as np
 from PIL import Image
 
+from . import currency_hint
 from .catalog import Catalog, load_catalog
 from .config import Settings
 from .imageio import ImageError, decode_image
@@ -88,6 +89,32 @@ def conversion_currency(code: object) -> str:
     return code
 
 
+def coin_currencies(value: object) -> list[str] | None:
+    """The "Coins from" hint as a list of the catalog's currency codes, in the order given, each once:
+    ``"eur, usd"`` or ``["EUR", "USD"]`` -> ``["EUR", "USD"]``; None (no hint: every class) for None, ``""`` or
+    ``[]``. RequestError for anything else, naming the code that is not one of the catalog's currencies."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(code, str) for code in value):
+        raise RequestError("currencies must be currency codes separated by commas, such as EUR,USD")
+    known = load_catalog().currencies
+    codes = []
+    for raw in value:
+        if not raw.strip():
+            continue
+        try:
+            code = currency_code(raw)
+        except ValueError as error:
+            raise RequestError(f"currencies: {error}") from None
+        if code not in known:
+            raise RequestError(f"currencies: no coin of {code} is in the catalog; choose among {', '.join(known)}")
+        if code not in codes:
+            codes.append(code)
+    return codes or None
+
+
 class CoinSpotter:
     """The classifier, the catalog and the exchange rates behind every entry point. Each part comes from the
     environment (``Settings.from_env``, ``RateService.from_env``) unless given, as tests give their own."""
@@ -134,21 +161,24 @@ class CoinSpotter:
 
     # -- the classification itself
     def classify(self, uploads: list[Upload], model: str = "student", top: int = 5,
-                 currency: str | None = None, explain: bool = False) -> dict:
+                 currency: str | None = None, explain: bool = False, currencies=None) -> dict:
         """The API's answer: one result per coin (or per failed file), in upload order, and a summary.
 
         With a ``currency``, each coin also gets its ``converted`` value and the answer a ``total`` in that
         currency (or a ``rates_error`` when no rate source can price it; see ``convert``). With ``explain``,
-        each coin gets its Grad-CAM ``explanation`` (see ``classify_per_upload``).
+        each coin gets its Grad-CAM ``explanation`` (see ``classify_per_upload``). ``currencies``, the "Coins
+        from" hint (see ``classify_per_upload``), is echoed as the answer's ``currencies`` (None: no hint).
         """
         started = time.perf_counter()
         if currency is not None:
             currency = conversion_currency(currency)  # a mistyped code fails before any model work
-        card, per_upload = self.classify_per_upload(uploads, model, top, explain=explain)
+        currencies = coin_currencies(currencies)
+        card, per_upload = self.classify_per_upload(uploads, model, top, explain=explain, currencies=currencies)
         results = [result for results in per_upload for result in results]
         answer = {
             "model": model,
             "model_name": card.display_name,
+            "currencies": currencies,
             "results": results,
             "summary": self.summarise(results),
         }
@@ -158,16 +188,21 @@ class CoinSpotter:
         return answer
 
     def classify_per_upload(self, uploads: list[Upload], model: str = "student", top: int = 5,
-                            on_photo: PhotoHook | None = None, explain: bool = False):
+                            on_photo: PhotoHook | None = None, explain: bool = False, currencies=None):
         """(model card, one list of results per upload): a coin result per coin found, or one error.
 
         ``on_photo(index, image, boxes)`` sees each decoded photo that holds coins (see PhotoHook).
         ``explain``: each coin result also gets ``explanation``, a PNG data URL of the Grad-CAM heat map of its
         predicted class over its crop, and ``explanation_model``, the card name of the model explained (an
         ensemble's first member). Off by default: it costs about one more model pass per coin.
+        ``currencies``: the "Coins from" hint (codes, as ``coin_currencies`` takes them); only the classes of
+        those currencies are kept, their probabilities renormalised (``currency_hint.restrict``), and each coin
+        gets ``currencies_probability``, what the model gave those currencies before (see ``_coin_result``).
         """
+        currencies = coin_currencies(currencies)
         self.check_request(model, top, len(uploads))
         classifier = self.registry.get(model)
+        hint = self._hint_mask(classifier, model, currencies)
         explainer = self._explainer(classifier) if explain else None  # an unexplainable model fails before any work
         uncertain_below = classifier.card.uncertain_below or self.settings.uncertain_below
 
@@ -183,8 +218,12 @@ class CoinSpotter:
 
         # every coin of every upload in one batch: one model call instead of one per photo
         probabilities = classifier.predict_images([coin.crop for coin in coins]) if coins else []
+        masses = [None] * len(coins)
+        if hint is not None and coins:
+            probabilities, masses = currency_hint.restrict(probabilities, hint)
         results = [self._coin_result(uploads[coin.upload_index].filename, coin, row, classifier.class_ids, top,
-                                     uncertain_below) for coin, row in zip(coins, probabilities)]
+                                     uncertain_below, hint, mass)
+                   for coin, row, mass in zip(coins, probabilities, masses)]
         if explainer is not None and coins:
             pictures = explainer.explain([coin.crop for coin in coins],
                                          [result["prediction"]["class_id"] for result in results])
@@ -193,6 +232,15 @@ class CoinSpotter:
         for coin, result in zip(coins, results):
             per_upload[coin.upload_index].append(result)
         return classifier.card, per_upload
+
+    def _hint_mask(self, classifier, model: str, currencies: list[str] | None):
+        """The outputs the hint keeps (None: no hint); RequestError when the model knows no coin of them."""
+        if currencies is None:
+            return None
+        mask = currency_hint.currency_mask(classifier.class_ids, currencies, self.catalog)
+        if not mask.any():
+            raise RequestError(f"model {model!r} knows no coin of {', '.join(currencies)}")
+        return mask
 
     @staticmethod
     def _explainer(classifier):
@@ -221,10 +269,17 @@ class CoinSpotter:
         """The result for a file that gave no coin: its name and a sentence for the user."""
         return {"filename": filename, "ok": False, "error": message}
 
-    def _coin_result(self, filename, coin: _Coin, row, class_ids, top, uncertain_below) -> dict:
-        order = np.argsort(-row)[:top]
+    def _coin_result(self, filename, coin: _Coin, row, class_ids, top, uncertain_below, hint=None,
+                     mass=None) -> dict:
+        """One coin's result. With a "Coins from" hint, ``row`` is renormalised over the outputs ``hint`` keeps,
+        only those are ranked, and ``mass`` is what the model gave them before: the coin is not sure when it is
+        about zero (``currency_hint.too_little_mass``)."""
+        order = np.argsort(-row)
+        if hint is not None:
+            order = order[hint[order]]
+        order = order[:top]
         ranked = [{**self.catalog[class_ids[i]].as_dict(), "probability": round(float(row[i]), 4)} for i in order]
-        return {
+        result = {
             "filename": filename,
             "ok": True,
             "coin": coin.coin_index,
@@ -233,6 +288,10 @@ class CoinSpotter:
             "top": ranked,
             "uncertain": ranked[0]["probability"] < uncertain_below,
         }
+        if mass is not None:
+            result["uncertain"] |= bool(currency_hint.too_little_mass(mass))
+            result["currencies_probability"] = round(float(mass), 6)
+        return result
 
     # -- values in one currency
     def convert(self, results: list[dict], currency: str) -> dict:

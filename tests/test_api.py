@@ -115,6 +115,8 @@ def test_a_bad_file_fails_alone(client):
          "XAU is not a currency values can be shown in; choose one of USD, EUR"),
         ({"explain": "yes"}, [("a.jpg", b"x")], "explain must be 1"),
         ({"explain": "2"}, [("a.jpg", b"x")], "explain must be 1"),
+        ({"currencies": "XAU"}, [("a.jpg", b"x")], "currencies: no coin of XAU is in the catalog; choose among AUD"),
+        ({"currencies": "EUR,EURO"}, [("a.jpg", b"x")], "currencies: 'EURO' is not a currency code"),
     ],
 )
 def test_bad_requests_get_a_json_4xx(client, fields, files, message):
@@ -146,6 +148,29 @@ def test_no_heat_map_unless_asked(client):
     for fields in ({}, {"explain": "0"}, {"explain": ""}):
         (result,) = post(client, [BLUE], **fields).get_json()["results"]
         assert result["ok"] and "explanation" not in result and "explanation_model" not in result
+
+
+def test_coins_from_keeps_only_the_chosen_currencies(client):
+    answer = post(client, [RED, BLUE], currencies=" eur,USD ", top=5).get_json()
+    assert answer["currencies"] == ["EUR", "USD"]
+    red, blue = answer["results"]
+    assert red["prediction"]["currency"] in ("EUR", "USD") and blue["prediction"]["class_id"] == EXPECTED_CLASS["blue"]
+    assert [{entry["currency"] for entry in result["top"]} for result in (red, blue)] == [{"EUR", "USD"}] * 2
+    assert sum(entry["probability"] for entry in red["top"]) == pytest.approx(1, abs=1e-3)
+    assert red["currencies_probability"] < 0.01 and blue["currencies_probability"] > 0.99
+    assert "AUD" not in [entry["currency"] for entry in answer["summary"]["by_currency"]]
+    # the same as two fields
+    data = {"currencies": ["EUR", "USD"], "image": [(io.BytesIO(RED[1]), RED[0])]}
+    again = client.post("/api/classify", data=data, content_type="multipart/form-data").get_json()
+    assert again["currencies"] == ["EUR", "USD"] and again["results"][0]["prediction"] == red["prediction"]
+
+
+@pytest.mark.parametrize("fields", [{}, {"currencies": ""}, {"currencies": " , "}])
+def test_no_or_an_empty_coins_from_is_no_hint(client, fields):
+    answer = post(client, [RED], **fields).get_json()
+    assert answer["currencies"] is None
+    assert answer["results"][0]["prediction"]["class_id"] == EXPECTED_CLASS["red"]
+    assert "currencies_probability" not in answer["results"][0]
 
 
 def test_wrong_method_and_unknown_api_path_answer_json(client):

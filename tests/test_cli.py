@@ -97,13 +97,30 @@ def test_currency_with_json_ends_with_the_total_object(models, photos, monkeypat
     assert lines[3]["total"]["rates"]["offline"] is True and lines[3]["total"]["rates"]["provider"] == "snapshot"
 
 
-@pytest.mark.parametrize("code, message", [("EURO", "'EURO' is not a currency code"),
-                                           ("XAU", "XAU is not a currency values can be shown in")])
-def test_a_bad_currency_is_a_usage_error(models, photos, monkeypatch, capsys, code, message):
+@pytest.mark.parametrize("option, code, message", [
+    ("--currency", "EURO", "'EURO' is not a currency code"),
+    ("--currency", "XAU", "XAU is not a currency values can be shown in"),
+    ("--currencies", "XAU", "currencies: no coin of XAU is in the catalog"),
+    ("--currencies", "EUR,EURO", "'EURO' is not a currency code"),
+    ("--currencies", "GBP", "model 'student' knows no coin of GBP"),  # none in the tiny model
+])
+def test_a_bad_currency_is_a_usage_error(models, photos, monkeypatch, capsys, option, code, message):
     monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
-    assert cli.main(["classify", "--currency", code, str(photos / "trip")]) == 2
+    assert cli.main(["classify", option, code, str(photos / "trip")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and message in captured.err
+
+
+def test_currencies_keeps_only_the_chosen_currencies(models, photos, monkeypatch, capsys):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    red = str(photos / "trip" / "day1" / "red.jpg")  # 1 Cent (AUD) to the model
+    assert cli.main(["classify", "--json", "--currencies", "usd", red]) == 0
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["prediction"]["name"] == "1/4 Dollar" and [entry["currency"] for entry in line["top"]] == ["USD"]
+    assert line["uncertain"] is True and line["currencies_probability"] < 0.01  # unlike a dollar to the model
+
+    assert cli.main(["classify", "--currencies", "EUR,USD", str(photos / "trip" / "green.png")]) == 0
+    assert "green.png #1: 1 Euro (Euro area), 1 EUR, p=1.00" in capsys.readouterr().out
 
 
 def test_a_currency_no_source_can_price_is_reported_after_the_coins(models, photos, monkeypatch, capsys, tmp_path):

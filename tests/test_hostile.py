@@ -235,12 +235,14 @@ def page(web_app, disk):
     return classification, tree
 
 
-def dash_classify(client, batch, model="student"):
-    """The page's classify callback through Dash's own HTTP route, as the browser calls it."""
+def dash_classify(client, batch, model="student", currencies=()):
+    """The page's classify callback through Dash's own HTTP route, as the browser calls it ("Coins from" empty
+    unless ``currencies`` are given)."""
     body = {
         "output": "classification.data", "outputs": {"id": "classification", "property": "data"},
         "inputs": [{"id": "upload-batch", "property": "data", "value": batch},
-                   {"id": "model-switch", "property": "value", "value": model}],
+                   {"id": "model-switch", "property": "value", "value": model},
+                   {"id": "coin-currencies", "property": "value", "value": list(currencies)}],
         "changedPropIds": ["upload-batch.data"], "state": [],
     }
     return client.post("/_dash-update-component", json=body)
@@ -390,6 +392,21 @@ def test_a_malformed_upload_from_a_hostile_client_gets_a_message(client, batch):
         assert response.status_code == 200 and response.get_json()["response"] == {}
         return
     assert callback_data(response) == {"error": "These files could not be read; please choose them again."}
+
+
+@pytest.mark.parametrize("currencies, message", [
+    (["EUR", "<script>"], "currencies: '<script>' is not a currency code"),
+    (["XAU"], "currencies: no coin of XAU is in the catalog"),
+    ([{"code": "EUR"}], "currencies must be currency codes separated by commas"),
+    (["EUR"] * 10_000, None),  # the same code over and over: one hint, EUR
+])
+def test_a_hostile_coins_from_value_gets_a_message(client, currencies, message):
+    batch = batch_of([("green.jpg", encode(coin_picture("green")))])
+    answer = callback_data(dash_classify(client, batch, currencies=currencies))
+    if message is None:
+        assert answer["currencies"] == ["EUR"] and answer["results"][0]["prediction"]["currency"] == "EUR"
+    else:
+        assert answer == {"error": answer["error"]} and message in answer["error"]
 
 
 @pytest.mark.parametrize("route", ["/api/classify", "/_dash-update-component"])

@@ -136,3 +136,45 @@ def test_a_show_why_request_that_cannot_be_served_says_so_in_the_panel(web_app, 
 
     src, _, hidden, status = callbacks.explain_coin(web_app.spotter, request_data)
     assert src is None and hidden and message in status
+
+
+def test_coins_from_reclassifies_within_the_chosen_currencies_and_says_so(web_app):
+    import callbacks
+    import layout
+
+    options = layout.coin_currency_options(web_app.spotter.catalog)
+    assert len(options) == 32 and {"label": "EUR — Euro", "value": "EUR"} in options
+    photos = [data_url(encode(coin_picture(colour))) for colour in ("red", "blue")]  # 1 Cent (AUD), 1/4 Dollar
+    batch = {"names": ["red.jpg", "blue.jpg"], "contents": photos}
+
+    plain = callbacks.classify_batch(web_app.spotter, batch, "student", [])  # the empty selector: any currency
+    assert plain["currencies"] is None
+    assert [r["prediction"]["name"] for r in plain["results"]] == ["1 Cent", "1/4 Dollar"]
+    assert "Coins from" not in " ".join(texts(callbacks.render_results(web_app.spotter, plain, None)))
+
+    hinted = callbacks.classify_batch(web_app.spotter, batch, "student", ["EUR"])
+    assert hinted["currencies"] == ["EUR"]
+    assert [r["prediction"]["name"] for r in hinted["results"]] == ["1 Euro", "1 Euro"]
+    page, sentence = callbacks.render_page(web_app.spotter, hinted, "EUR")
+    assert sentence.startswith("2 coins: maybe 1 Euro, maybe 1 Euro; total 2.00 EUR")  # unlike euros to the model
+    shown = texts(page)
+    assert "Coins from: EUR only (other currencies not considered)" in shown
+    assert any(text.startswith("Of the chosen currencies it looks most like this") for text in shown)
+    # "Show why" explains the class the card shows, under the same hint
+    stores = [item["props"]["data"] for item in components(page) if item["props"].get("id", {}) == {
+        "type": "why-coin", "index": 1}]
+    assert stores == [{"photo": 1, "coin": 1, "model": "student", "currencies": ["EUR"]}]
+    _, alt, hidden, _ = callbacks.explain_coin(web_app.spotter, {"name": "blue.jpg", "content": photos[1], "coin": 1,
+                                                                 "model": "student", "currencies": ["EUR"]})
+    assert not hidden and alt.endswith("where the model saw 1 Euro")
+
+
+@pytest.mark.parametrize("currencies, message", [
+    (["XAU"], "no coin of XAU is in the catalog"), ({"EUR": 1}, "currency codes separated by commas"),
+    (["GBP"], "knows no coin of GBP"),
+])
+def test_a_coins_from_value_the_selector_never_sends_is_an_error_message(web_app, currencies, message):
+    import callbacks
+
+    batch = {"names": ["red.jpg"], "contents": [data_url(encode(coin_picture("red")))]}
+    assert message in callbacks.classify_batch(web_app.spotter, batch, "student", currencies)["error"]

@@ -30,9 +30,12 @@ def register(server: Flask, spotter: CoinSpotter) -> None:
         explain = EXPLAIN_VALUES.get(request.form.get("explain", "0").strip().lower())
         if explain is None:
             return json_error(400, "explain must be 1 (add a Grad-CAM heat map to each coin) or 0")
+        # "Coins from": codes separated by commas, in one field or several; none or empty: every currency
+        currencies = ",".join(request.form.getlist("currencies"))
         uploads = [Upload(file.filename or "", file.read()) for file in files]
         try:
-            return jsonify(spotter.classify(uploads, model=model, top=top, currency=currency, explain=explain))
+            return jsonify(spotter.classify(uploads, model=model, top=top, currency=currency, explain=explain,
+                                            currencies=currencies))
         except RequestError as error:
             return json_error(400, str(error))
 

@@ -21,7 +21,7 @@ import layout
 import photo_views
 from coinspotter.announce import result_sentence
 from coinspotter.config import Limits, megabytes
-from coinspotter.service import CoinSpotter, RequestError, Upload
+from coinspotter.service import CoinSpotter, RequestError, Upload, coin_currencies
 
 log = logging.getLogger(__name__)
 JSON_OVERHEAD_BYTES = 64 * 1024  # what a callback request carries besides the photos: names, ids, the model
@@ -53,8 +53,9 @@ def _strings(value) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def classify_batch(spotter: CoinSpotter, batch, model: str) -> dict:
-    """The "upload-batch" store's content (from the browser: any JSON at all) -> what ``classify_uploads`` keeps."""
+def classify_batch(spotter: CoinSpotter, batch, model: str, currencies=None) -> dict:
+    """The "upload-batch" store's content (from the browser: any JSON at all) -> what ``classify_uploads`` keeps;
+    ``currencies``: the "Coins from" selector's value (any JSON too: the service checks it)."""
     names, contents = (batch.get("names"), batch.get("contents")) if isinstance(batch, dict) else (None, None)
     if not _strings(names) or not (contents is None or (_strings(contents) and len(contents) == len(names))):
         return {"error": "These files could not be read; please choose them again."}
@@ -62,7 +63,7 @@ def classify_batch(spotter: CoinSpotter, batch, model: str) -> dict:
         sizes = batch.get("sizes")
         total = sum(size for size in sizes if isinstance(size, int)) if isinstance(sizes, list) else 0
         return {"error": request_limit_message(spotter, model, len(names), total)}
-    return classify_uploads(spotter, contents, names, model)
+    return classify_uploads(spotter, contents, names, model, currencies)
 
 
 def request_limit_message(spotter: CoinSpotter, model: str, count: int, total_bytes: int) -> str:
@@ -77,10 +78,12 @@ def request_limit_message(spotter: CoinSpotter, model: str, count: int, total_by
     return "These files could not be sent; please choose them again."
 
 
-def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[str], model: str) -> dict:
-    """What the page keeps of one classification: ``{"model", "model_name", "results", "photos"}``, each result with the
-    index of its ``photo`` and each coin its ``thumbnail``, each photo its name, coin count and, when it holds
-    several coins, a numbered ``overview``; or ``{"error": message}`` when the request cannot be served at all."""
+def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[str], model: str,
+                     currencies=None) -> dict:
+    """What the page keeps of one classification: ``{"model", "model_name", "currencies", "results", "photos"}``,
+    each result with the index of its ``photo`` and each coin its ``thumbnail``, each photo its name, coin count
+    and, when it holds several coins, a numbered ``overview``; or ``{"error": message}`` when the request cannot
+    be served at all. ``currencies``: the "Coins from" hint (``CoinSpotter.classify_per_upload``)."""
     uploads = [Upload(name or "", decode_data_url(data)) for data, name in zip(contents, filenames)]
     views: dict[int, dict] = {}
 
@@ -91,7 +94,8 @@ def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[
         }
 
     try:
-        card, per_upload = spotter.classify_per_upload(uploads, model=model, on_photo=draw)
+        currencies = coin_currencies(currencies)
+        card, per_upload = spotter.classify_per_upload(uploads, model=model, on_photo=draw, currencies=currencies)
     except RequestError as error:
         return {"error": str(error)}
     results = []
@@ -107,7 +111,8 @@ def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[
          "overview": views.get(index, {}).get("overview")}
         for index, upload in enumerate(uploads)
     ]
-    return {"model": model, "model_name": card.display_name, "results": results, "photos": photos}
+    return {"model": model, "model_name": card.display_name, "currencies": currencies, "results": results,
+            "photos": photos}
 
 
 def render_results(spotter: CoinSpotter, classification: dict, currency: str | None):
@@ -130,11 +135,13 @@ def render_page(spotter: CoinSpotter, classification: dict, currency: str | None
     photos = classification.get("photos") or []
     sections, grid = [], []
     model = classification.get("model")
+    currencies = classification.get("currencies")
     for index, group in itertools.groupby(enumerate(results), key=lambda item: item[1].get("photo")):
         group = list(group)
         photo = photos[index] if isinstance(index, int) and 0 <= index < len(photos) else {}
         overview = photo.get("overview")
-        cards = [result_card(spotter, result, numbered=overview is not None, position=position, model=model)
+        cards = [result_card(spotter, result, numbered=overview is not None, position=position, model=model,
+                             currencies=currencies)
                  for position, result in group]
         if overview is None:
             grid.extend(cards)
@@ -145,32 +152,34 @@ def render_page(spotter: CoinSpotter, classification: dict, currency: str | None
         sections.append(layout.multi_coin_photo(photo["filename"], overview, len(group), cards))
     if grid:
         sections.append(dbc.Row(grid))
-    summary = layout.summary_card(spotter.summarise(results), classification["model_name"], conversion)
+    summary = layout.summary_card(spotter.summarise(results), classification["model_name"], conversion, currencies)
     return html.Div([summary, *sections]), result_sentence(results, conversion)
 
 
-def result_card(spotter: CoinSpotter, result: dict, numbered: bool, position: int = 0, model: str | None = None):
-    """A coin's card (with its "Show why" section when the ``model`` that classified it is known), or an
-    error's; ``position``: the result's place in the classification, which tells the cards' sections apart."""
+def result_card(spotter: CoinSpotter, result: dict, numbered: bool, position: int = 0, model: str | None = None,
+                currencies=None):
+    """A coin's card (with its "Show why" section when the ``model`` that classified it is known, and the
+    ``currencies`` hint it was classified with), or an error's; ``position``: the result's place in the
+    classification, which tells the cards' sections apart."""
     if not result["ok"]:
         return layout.error_card(result)
-    why = layout.why_section(position, result, model) if model else None
+    why = layout.why_section(position, result, model, currencies) if model else None
     return layout.coin_card(result, spotter.catalog[result["prediction"]["class_id"]].flag, numbered=numbered, why=why)
 
 
 def explain_coin(spotter: CoinSpotter, request) -> tuple:
     """A "Show why" panel's (image src, alt, image hidden, status text) for one coin: the "why-request" store's
-    content (from the browser: any JSON at all), ``{"name", "content", "coin", "model"}``: the coin's photo as
-    dcc.Upload gave it, the coin's number in it and the model. The photo goes through the service's own path
-    again (decode, find the coins, classify) with ``explain``: the same crop and prediction as its card, and
-    nothing about the coin taken on the browser's word but the photo itself."""
+    content (from the browser: any JSON at all), ``{"name", "content", "coin", "model", "currencies"}``: the coin's
+    photo as dcc.Upload gave it, the coin's number in it, the model and the "Coins from" hint. The photo goes
+    through the service's own path again (decode, find the coins, classify) with ``explain``: the same crop and
+    prediction as its card, and nothing about the coin taken on the browser's word but the photo itself."""
     request = request if isinstance(request, dict) else {}
     name, content, number, model = (request.get(key) for key in ("name", "content", "coin", "model"))
     if not (isinstance(name, str) and isinstance(content, str) and isinstance(number, int) and isinstance(model, str)):
         return None, "", True, WHY_UNAVAILABLE
     try:
         _, (results,) = spotter.classify_per_upload([Upload(name, decode_data_url(content))], model=model, top=1,
-                                                    explain=True)
+                                                    explain=True, currencies=request.get("currencies"))
     except RequestError as error:
         return None, "", True, str(error)
     coin = next((result for result in results if result["ok"] and result["coin"] == number), None)
@@ -209,13 +218,14 @@ def register(app, spotter: CoinSpotter) -> None:
         Output("classification", "data"),
         Input("upload-batch", "data"),
         Input("model-switch", "value"),
+        Input("coin-currencies", "value"),
         prevent_initial_call=True,
         on_error=_logged({"error": SOMETHING_WENT_WRONG}),
     )
-    def classify(batch, model):
+    def classify(batch, model, currencies):
         if not batch:
             return no_update
-        return classify_batch(spotter, batch, model or "student")
+        return classify_batch(spotter, batch, model or "student", currencies)
 
     @app.callback(
         Output("results", "children"),

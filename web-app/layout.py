@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from coinspotter.announce import NO_COIN_IDENTIFIED, counted
+from coinspotter.catalog import Catalog
+from coinspotter.currency_hint import MIN_MASS, too_little_mass
 from coinspotter.money import CURRENCIES
 from coinspotter.service import CONVERSION_CURRENCIES, CoinSpotter
 
@@ -20,6 +22,18 @@ INITIAL_CURRENCY = "USD"
 def currency_options() -> list[dict]:
     """"EUR — Euro": the code first, so that typing "E" on the focused selector jumps to it."""
     return [{"label": f"{code} — {CURRENCIES[code].name}", "value": code} for code in CONVERSION_CURRENCIES]
+
+
+def coin_currency_options(catalog: Catalog) -> list[dict]:
+    """The "Coins from" choices: every currency of the catalog, "EUR — Euro", so that typing "EUR" or "euro"
+    finds it."""
+    names = {coin.currency: coin.currency_name for coin in catalog}
+    return [{"label": f"{code} — {names[code]}", "value": code} for code in catalog.currencies]
+
+
+def coins_from_note(currencies) -> str | None:
+    """What the summary says of a "Coins from" hint: None without one."""
+    return f"Coins from: {', '.join(currencies)} only (other currencies not considered)" if currencies else None
 
 
 def build_layout(spotter: CoinSpotter, upload_limits: dict):
@@ -73,6 +87,20 @@ def build_layout(spotter: CoinSpotter, upload_limits: dict):
                                 dbc.RadioItems(id="model-switch", options=model_options, value="student", inline=True),
                             ],
                             className="d-flex flex-wrap align-items-center mt-3",
+                        ),
+                        # "Coins from": the user says which currencies the coins can be; the service keeps only
+                        # their classes (coinspotter/currency_hint.py). Empty: any currency, all classes.
+                        html.Div(
+                            [
+                                html.Label("Coins from", htmlFor="coin-currencies", id="coin-currencies-label",
+                                           className="form-label fw-semibold me-3 mb-0"),
+                                dcc.Dropdown(id="coin-currencies", options=coin_currency_options(spotter.catalog),
+                                             value=[], multi=True, placeholder="Any currency",
+                                             className="coin-currencies"),
+                            ],
+                            # the dropdown names itself by its value ("Any currency"); the group gives the question
+                            role="group", **{"aria-labelledby": "coin-currencies-label"},
+                            className="d-flex flex-wrap align-items-center mt-3 coins-from",
                         ),
                         html.Div(
                             [
@@ -134,9 +162,10 @@ def dom_id(component_id: dict) -> str:
     return json.dumps(component_id, sort_keys=True, separators=(",", ":"))
 
 
-def why_section(index: int, result: dict, model: str):
+def why_section(index: int, result: dict, model: str, currencies=None):
     """A card's "Show why" toggle and the panel it opens: the Grad-CAM heat map of the predicted class over the
-    coin, computed when first opened (callbacks.explain_coin), from the coin's photo still in the browser."""
+    coin, computed when first opened (callbacks.explain_coin), from the coin's photo still in the browser, with
+    the model and the "Coins from" ``currencies`` that classified it (so the class explained is the card's)."""
     panel = {"type": "why-panel", "index": index}
     label = f"coin {result['coin']} of {file_label(result['filename'])}"
     return html.Div(
@@ -154,8 +183,10 @@ def why_section(index: int, result: dict, model: str):
                 id=panel, hidden=True, className="why-panel mt-2",
             ),
             # which coin: the photo's place in the upload (its bytes stay in the browser), its number, the model
+            # and the hint
             dcc.Store(id={"type": "why-coin", "index": index},
-                      data={"photo": result.get("photo"), "coin": result["coin"], "model": model}),
+                      data={"photo": result.get("photo"), "coin": result["coin"], "model": model,
+                            "currencies": currencies}),
             dcc.Store(id={"type": "why-request", "index": index}),  # filled when first opened
         ],
         className="mt-2",
@@ -208,6 +239,7 @@ def coin_card(result: dict, flag: str, numbered: bool = False, why=None):
     if converted and converted["currency"] == prediction["currency"]:
         converted = None  # "1 EUR ≈ €1.00" says nothing new
     sure = not result["uncertain"]
+    hint_mass = result.get("currencies_probability")
     badge = (
         dbc.Badge(f"{prediction['probability']:.0%} sure", color="success", className="ms-2")
         if sure
@@ -245,10 +277,14 @@ def coin_card(result: dict, flag: str, numbered: bool = False, why=None):
         ),
     ]
     if not sure:
+        if hint_mass is not None and too_little_mass(hint_mass):  # likeliest within the hint, unlike the hint
+            doubt = ("Of the chosen currencies it looks most like this, but to the model it looks like none of "
+                     f"them (less than {MIN_MASS:.1%} likely): is it really one of them? ")
+        else:
+            doubt = f"The model is only {prediction['probability']:.0%} sure. "
         body.append(
             dbc.Alert(
-                f"The model is only {prediction['probability']:.0%} sure. Check the alternatives below, "
-                "or try a sharper photo of one face in good light.",
+                doubt + "Check the alternatives below, or try a sharper photo of one face in good light.",
                 color="warning", className="py-2 my-2 small",
             )
         )
@@ -291,11 +327,13 @@ def error_card(result: dict):
     )
 
 
-def summary_card(summary: dict, model_name: str, conversion: dict):
+def summary_card(summary: dict, model_name: str, conversion: dict, currencies=None):
     """The coins counted per currency and, from ``CoinSpotter.convert``, their total in one currency
-    (``{"total": ...}``) or why there is none (``{"rates_error": ...}``); ``{}`` when none was asked for."""
+    (``{"total": ...}``) or why there is none (``{"rates_error": ...}``); ``{}`` when none was asked for.
+    ``currencies``: the "Coins from" hint the coins were classified with, said under the model."""
+    note = coins_from_note(currencies)
     if not summary["coins"]:
-        return dbc.Alert(NO_COIN_IDENTIFIED + ".", color="secondary")
+        return dbc.Alert([NO_COIN_IDENTIFIED + ".", html.Br() if note else None, note], color="secondary")
     lines = [
         html.Li(f"{counted(entry['coins'], 'coin')}: {entry['amount']} {entry['currency']}")
         for entry in summary["by_currency"]
@@ -317,6 +355,7 @@ def summary_card(summary: dict, model_name: str, conversion: dict):
                 html.Ul(lines, className="mb-1 summary-totals"),
                 *converted,
                 html.Small(f"Model: {model_name}", className="text-muted"),
+                html.Small(note, className="text-muted d-block coins-from-note") if note else None,
             ]
         ),
         className="mb-3 shadow-sm summary-card",
