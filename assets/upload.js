@@ -22,6 +22,18 @@
     if (input && input.tabIndex !== -1) input.tabIndex = -1;
   }).observe(document.documentElement, { childList: true, subtree: true });
 
+  // Enter on "Take a photo or choose photos" opens the chooser straight from the key press. Left to itself,
+  // Enter makes a click that has to bubble through the drop zone's React handler, and in Chromium that
+  // click's chooser was sometimes never shown (Space, whose click comes on key-up, always was).
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || event.repeat || !event.target || event.target.id !== "choose-photos") return;
+    const input = document.querySelector("#upload input[type=file]");
+    if (!input) return;
+    event.preventDefault();
+    input.value = "";
+    input.click();
+  });
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     coinspotterUpload: {
       /* Outputs upload-batch.data: {names, sizes, contents}; contents null when held back. */
