@@ -4,8 +4,9 @@
 #
 #   DATA=../shared/data/coin-images WEIGHTS=<dir of prepared .weights.h5> bash training/cpu_recipe.sh [STEP...]
 #
-# Steps: audit views student_baseline xception bilinear_xception mobilenetv2_deep students bilinear_xception_small ensemble
-# (TEMPERATURES="2 5 10" picks the distillation temperatures of the students step)
+# Steps: audit views student_baseline xception bilinear_xception mobilenetv2_deep students ensemble
+# (TEMPERATURES="2 5 10" picks the distillation temperatures of the students step), and, run on its own once,
+# bundle_ensemble (copies and calibrates the ensemble members into web-app/models and writes its card).
 # (default: all, in order). The third teacher is a MobileNetV2 fine-tuned from block 6 up: no
 # InceptionV3 ImageNet weights can be had here (the script still takes --arch inceptionv3 --weights imagenet).
 set -euo pipefail
@@ -14,7 +15,7 @@ DATA=${DATA:-../shared/data/coin-images}
 WEIGHTS=${WEIGHTS:?set WEIGHTS to the folder written by prepare_weights.py --out}
 RUNS=${RUNS:-runs}
 MODELS=${MODELS:-$RUNS/models}
-STEPS=${*:-audit views student_baseline xception bilinear_xception mobilenetv2_deep students bilinear_xception_small ensemble}
+STEPS=${*:-audit views student_baseline xception bilinear_xception mobilenetv2_deep students ensemble}
 common=(--views "$RUNS/views" --data "$DATA" --audit reports/audit.json --out "$MODELS" --work "$RUNS" --resume)
 mnv2=(--arch mobilenetv2 --weights "$WEIGHTS/mobilenet_v2_imagenet_notop.weights.h5")
 xcp=(--weights "$WEIGHTS/xception_imagenet_notop.weights.h5")
@@ -35,11 +36,14 @@ for step in $STEPS; do
         python training/train.py "${mnv2[@]}" --name "student_t$t" --teachers xception bilinear_xception mobilenetv2_deep \
           --temperature "$t" --alpha 0.7 "${common[@]}" --epochs 30
       done ;;
-    # The bilinear teacher again with 64 instead of 256 reduction channels: its classifier shrinks from 13.8 M
-    # to 0.9 M weights, so the file (Xception included) fits the 95 MB a bundled file may have.
-    bilinear_xception_small) python training/train.py --arch bilinear-xception "${xcp[@]}" --name bilinear_xception_small \
-      --bilinear-channels 64 "${common[@]}" --epochs 20 ;;
     ensemble) python training/ensemble.py --members xception bilinear_xception mobilenetv2_deep --out "$MODELS" ;;
+    # The bundled ensemble (web-app/models): the members that fit the size budget, chosen on leak-free validation
+    # (README "Teachers, distillation and the ensemble"): the deep MobileNetV2 teacher and the served student.
+    bundle_ensemble)
+      cp "$MODELS/mobilenetv2_deep.h5" "$MODELS/mobilenetv2_deep.json" web-app/models/
+      python training/calibrate.py web-app/models/mobilenetv2_deep.json --data "$DATA" --audit reports/audit.json
+      python training/ensemble.py --members mobilenetv2_deep student --out web-app/models \
+        --display-name "Ensemble: deep MobileNetV2 teacher + student" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -1,7 +1,8 @@
 """Write the teacher ensemble's model card: the average of its members' probabilities, served by the
 app's ensemble switch and ``--model ensemble``. The members' ``.h5`` files and cards must lie in --out.
 
-    python training/ensemble.py --members xception bilinear_xception student_hires --out web-app/models
+    python training/ensemble.py --members mobilenetv2_deep student --out web-app/models \
+        --display-name "Ensemble: deep MobileNetV2 teacher + student"
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", nargs="+", required=True, help="names of member cards in --out")
     parser.add_argument("--name", default="ensemble")
+    parser.add_argument("--display-name", help="what the page calls it (default: the members' names)")
     parser.add_argument("--out", default="web-app/models")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -28,7 +30,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"{member.name} has other classes than {members[0].name}")
     card = ModelCard(
         name=args.name,
-        display_name="Teacher ensemble (" + ", ".join(m.display_name for m in members) + ")",
+        display_name=args.display_name or "Ensemble (" + ", ".join(m.display_name for m in members) + ")",
         architecture="average of the members' probabilities: " + "; ".join(f"{m.name}: {m.architecture}" for m in members),
         class_ids=class_ids,
         input_size=max(m.input_size for m in members),
