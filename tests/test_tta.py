@@ -63,6 +63,16 @@ def test_probabilities_are_averaged_over_the_turns_in_one_batch():
         RotationAveraged(inner, 0)
 
 
+def test_many_pictures_go_to_the_network_in_bounded_batches_in_order():
+    inner = WhiteCornerModel()
+    pictures = [quadrant_picture() if i % 2 else quadrant_picture().rotate(90) for i in range(9)]
+    averaged = RotationAveraged(inner, 8).predict_images(pictures)
+    assert max(inner.batches) <= 16 and sum(inner.batches) == 9 * 8
+    assert averaged.shape == (9, 2)
+    one_by_one = np.concatenate([RotationAveraged(WhiteCornerModel(), 8).predict_images([p]) for p in pictures])
+    np.testing.assert_allclose(averaged, one_by_one)
+
+
 def test_a_card_with_tta_rotations_is_served_averaged(tmp_path):
     models = write_model_dir(tmp_path)
     card_path = models / "student.json"

@@ -36,7 +36,8 @@ for step in $STEPS; do
         python training/train.py "${mnv2[@]}" --name "student_t$t" --teachers xception bilinear_xception mobilenetv2_deep \
           --temperature "$t" --alpha 0.7 "${common[@]}" --epochs 30
       done ;;
-    ensemble) python training/ensemble.py --members xception bilinear_xception mobilenetv2_deep --out "$MODELS" ;;
+    ensemble) python training/ensemble.py --members xception bilinear_xception mobilenetv2_deep --name teacher_ensemble \
+      --display-name "Teacher ensemble (Xception, bilinear Xception, deep MobileNetV2)" --out "$MODELS" ;;
     # The bundled ensemble (web-app/models): the members that fit the size budget, chosen on leak-free validation
     # (README "Teachers, distillation and the ensemble"): the deep MobileNetV2 teacher and the served student.
     bundle_ensemble)
