@@ -238,7 +238,9 @@ def with_tta(classifier: Classifier) -> Classifier:
     from .tta import RotationAveraged
 
     rotations = classifier.card.tta_rotations
-    return RotationAveraged(classifier, rotations) if rotations > 1 else classifier
+    if rotations == 1:
+        return classifier
+    return RotationAveraged(classifier, rotations, temperature=float(classifier.card.tta_temperature))
 
 
 class ModelRegistry:

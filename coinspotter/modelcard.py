@@ -34,6 +34,7 @@ class ModelCard:
     members: list[str] = field(default_factory=list)  # card names of an ensemble's members
     uncertain_below: float | None = None  # overrides the service default when set
     tta_rotations: int = 1  # test-time augmentation: average over this many turns of each crop (coinspotter.tta)
+    tta_temperature: float = 1.0  # divides the log of that average: refitted calibration (training/calibrate.py --tta)
     training: dict = field(default_factory=dict)  # recipe, data, command
     metrics: dict = field(default_factory=dict)  # measured figures, with the command that measured them
     # optional compact file served instead of ``file``: {"file": "student.float16.tflite", "format": "tflite",
@@ -69,6 +70,9 @@ class ModelCard:
             raise ModelCardError(f"model card {self.name!r} wants unknown preprocessing {self.preprocessing!r}")
         if isinstance(self.tta_rotations, bool) or not isinstance(self.tta_rotations, int) or not 1 <= self.tta_rotations <= 16:
             raise ModelCardError(f"model card {self.name!r}: tta_rotations must be a whole number from 1 to 16")
+        if isinstance(self.tta_temperature, bool) or not isinstance(self.tta_temperature, (int, float)) \
+                or not 0.05 <= self.tta_temperature <= 20:
+            raise ModelCardError(f"model card {self.name!r}: tta_temperature must be a number from 0.05 to 20")
         if bool(self.file) == bool(self.members):
             raise ModelCardError(f"model card {self.name!r} must name either a file or ensemble members")
         if self.serving:

@@ -42,11 +42,16 @@ class RotationAveraged:
     and keeps the wrapped one as ``inner``, so evaluation can still reach the Keras model behind it.
     """
 
-    def __init__(self, inner, rotations: int):
+    def __init__(self, inner, rotations: int, temperature: float = 1.0):
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, got {rotations}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
         self.inner = inner
         self.rotations = rotations
+        # An average over turns is softer than each turn's answer (turns that disagree spread it out), so the
+        # model's own calibration no longer holds; a temperature fitted with the turns in the loop restores it.
+        self.temperature = temperature
 
     @property
     def card(self):
@@ -69,4 +74,17 @@ class RotationAveraged:
             views = [view for image in chunk for view in turned_views(image, self.rotations)]
             probabilities = self.inner.predict_images(views)  # the turns of picture i are rows i*r .. i*r+r-1
             rows.append(probabilities.reshape(len(chunk), self.rotations, -1).mean(axis=1))
-        return np.concatenate(rows).astype(np.float32)
+        return temperature_scaled(np.concatenate(rows), self.temperature).astype(np.float32)
+
+
+def temperature_scaled(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities with their logarithms divided by ``temperature`` (below 1: more confident), rows summing to 1.
+
+    The same as dividing the logits by ``temperature``: log p equals the logits up to a per-row constant.
+    """
+    if temperature == 1.0:
+        return probabilities
+    scaled = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)

@@ -161,3 +161,40 @@ def test_calibration_rescales_confidence_but_keeps_every_ranking(trained, tiny_d
     assert card.training["calibration"]["nll_after"] <= card.training["calibration"]["nll_before"]
     with pytest.raises(SystemExit, match="calibrated already"):
         calibrate.main([str(folder / "student.json"), "--data", str(tiny_data)])
+
+
+def test_tta_calibration_fits_the_served_average_and_leaves_the_model_file_alone(trained, tiny_data):
+    import shutil
+
+    import calibrate
+
+    from coinspotter.inference import ModelRegistry
+    from coinspotter.modelcard import read_card
+    from coinspotter.tta import RotationAveraged
+    from helpers import coin_picture
+
+    folder = trained / "tta_calibrated"
+    folder.mkdir()
+    for suffix in (".h5", ".json"):
+        shutil.copy(trained / "models" / f"student{suffix}", folder / f"student{suffix}")
+    with pytest.raises(SystemExit, match="without test-time augmentation"):
+        calibrate.main([str(folder / "student.json"), "--data", str(tiny_data), "--tta"])
+    model_bytes = (folder / "student.h5").read_bytes()
+    pictures = [coin_picture(c) for c in ("red", "green", "blue")]
+    before = RotationAveraged(ModelRegistry(folder).get("student"), 4).predict_images(pictures)
+
+    assert calibrate.main([str(folder / "student.json"), "--data", str(tiny_data), "--tta", "4"]) == 0
+    card = read_card(folder / "student.json")
+    assert card.tta_rotations == 4
+    fit = card.training["tta"]["calibration"]
+    assert card.tta_temperature == fit["temperature"] != 1.0
+    assert fit["nll_after"] <= fit["nll_before"]
+    assert (folder / "student.h5").read_bytes() == model_bytes
+    after = ModelRegistry(folder).get("student").predict_images(pictures)
+    np.testing.assert_array_equal(before.argmax(1), after.argmax(1))
+    scaled = np.log(before.astype(np.float64)) / card.tta_temperature
+    expected = np.exp(scaled - scaled.max(1, keepdims=True))
+    np.testing.assert_allclose(after, expected / expected.sum(1, keepdims=True), atol=1e-4)
+    # fitted again, it starts from the plain average, not from its own earlier fit
+    assert calibrate.main([str(folder / "student.json"), "--data", str(tiny_data), "--tta"]) == 0
+    assert read_card(folder / "student.json").tta_temperature == pytest.approx(card.tta_temperature, rel=1e-3)

@@ -87,6 +87,31 @@ def test_a_card_with_tta_rotations_is_served_averaged(tmp_path):
     assert int(turned.argmax()) == int(plain.argmax())  # a centred round coin reads the same at any turn
 
 
+def test_a_temperature_sharpens_the_average_without_changing_its_ranking():
+    from coinspotter.tta import temperature_scaled
+
+    probabilities = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    sharper = temperature_scaled(probabilities, 0.5)
+    np.testing.assert_allclose(sharper.sum(axis=1), 1.0)
+    assert sharper.argmax(1).tolist() == [0, 2]
+    np.testing.assert_allclose(sharper[0], np.array([0.25, 0.09, 0.04]) / 0.38)  # p^2, renormalised
+    assert temperature_scaled(probabilities, 1.0) is probabilities
+    with pytest.raises(ValueError):
+        RotationAveraged(WhiteCornerModel(), 4, temperature=0)
+
+
+@pytest.mark.parametrize("field,value", [("tta_temperature", 0), ("tta_temperature", 25), ("tta_temperature", "1"),
+                                         ("tta_temperature", True)])
+def test_a_card_with_a_bad_tta_temperature_is_refused(tmp_path, field, value):
+    models = write_model_dir(tmp_path)
+    card_path = models / "student.json"
+    card = json.loads(card_path.read_text())
+    card[field] = value
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match=field):
+        read_card(card_path)
+
+
 @pytest.mark.parametrize("value", [0, 17, 2.5, True, "4"])
 def test_a_card_with_a_bad_tta_setting_is_refused(tmp_path, value):
     models = write_model_dir(tmp_path)

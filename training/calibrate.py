@@ -24,23 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coinspotter import dataset  # noqa: E402
 from coinspotter.evaluation import expected_calibration_error  # noqa: E402
 from coinspotter.modelcard import read_card  # noqa: E402
+from coinspotter.tta import temperature_scaled  # noqa: E402
 
 
-def softened(log_probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    scaled = log_probabilities / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def negative_log_likelihood(log_probabilities, labels, temperature) -> float:
-    return float(-np.mean(np.log(softened(log_probabilities, temperature)[np.arange(len(labels)), labels] + 1e-12)))
+def negative_log_likelihood(probabilities, labels, temperature) -> float:
+    scaled = temperature_scaled(probabilities, temperature)
+    return float(-np.mean(np.log(scaled[np.arange(len(labels)), labels] + 1e-12)))
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    # log p equals the logits up to a per-row constant, which softmax ignores
-    log_probabilities = np.log(np.clip(probabilities, 1e-12, 1.0))
-    result = minimize_scalar(lambda t: negative_log_likelihood(log_probabilities, labels, t), bounds=(0.05, 20), method="bounded")
+    result = minimize_scalar(lambda t: negative_log_likelihood(probabilities, labels, t), bounds=(0.05, 20), method="bounded")
     return float(result.x)
 
 
@@ -49,6 +42,9 @@ def main(argv=None) -> int:
     parser.add_argument("card", type=Path)
     parser.add_argument("--data", required=True)
     parser.add_argument("--audit")
+    parser.add_argument("--tta", type=int, nargs="?", const=0, default=None, metavar="TURNS",
+                        help="fit the card's tta_temperature, the average over its tta_rotations turns as served "
+                             "(with TURNS: serve that many turns from now on, and fit for them)")
     args = parser.parse_args(argv)
 
     import keras
@@ -57,8 +53,16 @@ def main(argv=None) -> int:
     from coinspotter.inference import KerasClassifier, load_keras_model
 
     card = read_card(args.card)
-    if card.training.get("calibration"):
+    command = "python training/calibrate.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.tta is None and card.training.get("calibration"):
         raise SystemExit(f"{card.name} is calibrated already (T = {card.training['calibration']['temperature']})")
+    if args.tta:
+        if not 2 <= args.tta <= 16:
+            raise SystemExit(f"--tta takes 2 to 16 turns, not {args.tta}")
+        card.tta_rotations = args.tta
+        card.save(card.path)
+    if args.tta is not None and card.tta_rotations == 1:
+        raise SystemExit(f"{card.name} is served without test-time augmentation (tta_rotations 1): nothing to fit")
     audit = dataset.read_audit(args.audit) if args.audit else None
     validation = evaluate.load_catalogue_split(Path(args.data), "validation", audit, localise=True)
     keep = validation.leak_free
@@ -66,11 +70,12 @@ def main(argv=None) -> int:
     labels = np.array([index_of[c] for c in validation.class_ids])[keep]
     pictures = [p for p, k in zip(validation.pictures, keep) if k]
 
+    if args.tta is not None:
+        return calibrate_tta(card, pictures, labels, command)
     classifier = KerasClassifier(card)
     probabilities = evaluate.predict(classifier, pictures, 32, "validation")
     temperature = fit_temperature(probabilities, labels)
-    log_probabilities = np.log(np.clip(probabilities, 1e-12, 1.0))
-    calibrated = softened(log_probabilities, temperature)
+    calibrated = temperature_scaled(probabilities, temperature)
 
     model = load_keras_model(card.model_path)
     logits = model.get_layer("logits")
@@ -83,15 +88,45 @@ def main(argv=None) -> int:
     card.training["calibration"] = {
         "temperature": round(temperature, 4),
         "fitted_on": f"{len(labels)} leak-free validation pictures",
-        "nll_before": round(negative_log_likelihood(log_probabilities, labels, 1.0), 4),
-        "nll_after": round(negative_log_likelihood(log_probabilities, labels, temperature), 4),
+        "nll_before": round(negative_log_likelihood(probabilities, labels, 1.0), 4),
+        "nll_after": round(negative_log_likelihood(probabilities, labels, temperature), 4),
         "ece_before": expected_calibration_error(probabilities, labels)["ece"],
         "ece_after": expected_calibration_error(calibrated, labels)["ece"],
-        "command": "python training/calibrate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
     }
     card.save(args.card)
     print(card.training["calibration"])
     keras.backend.clear_session()
+    return 0
+
+
+def calibrate_tta(card, pictures, labels, command: str) -> int:
+    """Fit the temperature of the average over turns (the card's ``tta_temperature``); the model file stays as it is.
+
+    The model's own temperature was fitted on one view per picture; the average over turns is softer, so a
+    second temperature, fitted on the same leak-free validation pictures with the turns in the loop, puts the
+    served confidence right again. Accuracy is unchanged (one temperature keeps every ranking).
+    """
+    import evaluate
+    from coinspotter.inference import ModelRegistry
+    from coinspotter.tta import RotationAveraged
+
+    served = ModelRegistry(card.path.parent).get(card.name)
+    averaged = RotationAveraged(getattr(served, "inner", served), card.tta_rotations)  # before any earlier fit
+    probabilities = evaluate.predict(averaged, pictures, 32, f"validation, {card.tta_rotations} turns")
+    temperature = fit_temperature(probabilities, labels)
+    card.tta_temperature = round(temperature, 4)
+    card.training.setdefault("tta", {})["calibration"] = {
+        "temperature": card.tta_temperature,
+        "fitted_on": f"{len(labels)} leak-free validation pictures, {card.tta_rotations} turns each",
+        "nll_before": round(negative_log_likelihood(probabilities, labels, 1.0), 4),
+        "nll_after": round(negative_log_likelihood(probabilities, labels, temperature), 4),
+        "ece_before": expected_calibration_error(probabilities, labels)["ece"],
+        "ece_after": expected_calibration_error(temperature_scaled(probabilities, temperature), labels)["ece"],
+        "command": command,
+    }
+    card.save(card.path)
+    print(card.training["tta"]["calibration"])
     return 0
 
 

@@ -43,6 +43,7 @@ for step in $STEPS; do
     bundle_ensemble)
       cp "$MODELS/mobilenetv2_deep.h5" "$MODELS/mobilenetv2_deep.json" web-app/models/
       python training/calibrate.py web-app/models/mobilenetv2_deep.json --data "$DATA" --audit reports/audit.json
+      python training/calibrate.py web-app/models/mobilenetv2_deep.json --data "$DATA" --audit reports/audit.json --tta 8
       python training/ensemble.py --members mobilenetv2_deep student --out web-app/models \
         --display-name "Ensemble: deep MobileNetV2 teacher + student" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
