@@ -1,7 +1,7 @@
 """gunicorn settings for Coin Spotter (used by the Procfile and app.yaml: ``gunicorn -c web-app/gunicorn.conf.py``).
 
 Tuned for a small box (2 cores), and why:
-- one worker process: each holds its own TensorFlow and models (~0.9 GB after its first requests), and
+- one worker process: each holds its own TensorFlow and models (~1.1 GB under load, README "Load"), and
   TensorFlow already spreads one prediction over both cores, so a second process would only double the
   memory and fight the first for the same cores;
 - four threads: a request spends much of its time receiving a phone's upload or waiting on a rate look-up,
