@@ -91,23 +91,13 @@ def representative_pictures(data: str, audit_path: str | None, count: int, seed:
 
 
 def accuracy_row(classifier, eval_sets, batch_size: int, reference: dict | None) -> tuple[dict, dict]:
-    """(headline figures of one model on every set, its probabilities per set)."""
-    row, probabilities = {}, {}
-    for eval_set in eval_sets:
-        probs = evaluate.predict(classifier, eval_set.pictures, batch_size, f"{classifier.card.name} {eval_set.name}")
-        probabilities[eval_set.name] = probs
-        result = evaluate.evaluate_set(eval_set, probs, classifier.class_ids)
-        figures = {"images": result["full"]["images"], "top1": result["full"]["top1"],
-                   "value_accuracy": result["full"]["value_accuracy"], "ece": result["full"]["ece"]}
-        if "leak_free" in result:
-            free = result["leak_free"]
-            figures["leak_free"] = {"images": free["images"], "top1": free["top1"],
-                                    "value_accuracy": free["value_accuracy"], "ece": free["ece"]}
-        if reference is not None:
-            same = probs.argmax(1) == reference[eval_set.name].argmax(1)
-            figures["top1_agrees_with_h5"] = round(float(same.mean()), 4)
-            figures["max_probability_difference"] = round(float(np.abs(probs - reference[eval_set.name]).max()), 4)
-        row[eval_set.name] = figures
+    """(headline figures of one model on every set, its probabilities per set), with its agreement with the .h5."""
+    row, probabilities = evaluate.set_figures(classifier, eval_sets, batch_size)
+    if reference is not None:
+        for name, probs in probabilities.items():
+            same = probs.argmax(1) == reference[name].argmax(1)
+            row[name]["top1_agrees_with_h5"] = round(float(same.mean()), 4)
+            row[name]["max_probability_difference"] = round(float(np.abs(probs - reference[name]).max()), 4)
     return row, probabilities
 
 

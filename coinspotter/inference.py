@@ -59,7 +59,9 @@ class Classifier:
         return self.card.class_ids
 
     def predict_images(self, images: list[Image.Image]) -> np.ndarray:
-        raise NotImplementedError
+        # A single network's classifier defines ``predict_arrays`` (a batch from ``batch_model_input``); an
+        # ensemble, which has no one input size, overrides this instead.
+        return self.predict_arrays(batch_model_input(images, self.card.input_size))
 
 
 class KerasClassifier(Classifier):
@@ -83,9 +85,6 @@ class KerasClassifier(Classifier):
         if len(batch) == 0:
             return np.zeros((0, len(self.class_ids)), dtype=np.float32)
         return np.asarray(self._forward(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
-
-    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
-        return self.predict_arrays(batch_model_input(images, self.card.input_size))
 
 
 def file_sha256(path: Path) -> str:
@@ -183,9 +182,6 @@ class TFLiteClassifier(Classifier):
             return np.array(output, dtype=np.float32)  # a copy: the interpreter's buffer is reused
         finally:
             self._pool.put(interpreter)
-
-    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
-        return self.predict_arrays(batch_model_input(images, self.card.input_size))
 
 
 def stale_serving_reason(card: ModelCard) -> str | None:

@@ -243,6 +243,22 @@ def evaluate_set(eval_set: EvalSet, probabilities: np.ndarray, class_ids: list[i
 
 
 HEADLINE_FIELDS = ("images", "top1", "top5", "value_accuracy", "ece")
+SET_FIELDS = ("images", "top1", "value_accuracy", "ece")
+
+
+def set_figures(classifier, eval_sets: list[EvalSet], batch_size: int = 32, label: str | None = None):
+    """(figures, probabilities) per set: images, top-1, value accuracy and ECE of the whole set and, where it
+    has one, of its leak-free part; for scripts that compare many variants of a model (compact, prune)."""
+    figures, probabilities = {}, {}
+    for eval_set in eval_sets:
+        probs = predict(classifier, eval_set.pictures, batch_size, f"{label or classifier.card.name} {eval_set.name}")
+        result = evaluate_set(eval_set, probs, classifier.class_ids)
+        figures[eval_set.name] = {key: result["full"][key] for key in SET_FIELDS}
+        if "leak_free" in result:
+            figures[eval_set.name]["leak_free"] = {key: result["leak_free"][key] for key in SET_FIELDS}
+        probabilities[eval_set.name] = probs
+    return figures, probabilities
+
 
 
 def card_metrics(report: dict) -> dict:

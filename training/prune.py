@@ -163,17 +163,6 @@ def compressed_mb(model) -> float:
 # ----------------------------------------------------------------------------------------- measuring
 
 
-def measure(classifier, eval_sets, batch_size: int, label: str) -> dict:
-    figures = {}
-    for eval_set in eval_sets:
-        probabilities = evaluate.predict(classifier, eval_set.pictures, batch_size, f"{label} {eval_set.name}")
-        result = evaluate.evaluate_set(eval_set, probabilities, classifier.class_ids)
-        figures[eval_set.name] = {k: result["full"][k] for k in ("images", "top1", "value_accuracy", "ece")}
-        if "leak_free" in result:
-            figures[eval_set.name]["leak_free"] = {k: result["leak_free"][k] for k in ("images", "top1", "value_accuracy")}
-    return figures
-
-
 def headline(figures: dict) -> dict:
     return {"validation_top1": figures["validation"]["top1"],
             "validation_leak_free_top1": figures["validation"]["leak_free"]["top1"],
@@ -393,7 +382,7 @@ def main(argv=None) -> int:
         for kernel, original in zip(kernels, originals):
             kernel.assign(original)
         prune_model(model, rate)
-        figures = measure(classifier, eval_sets, args.batch_size, f"rate {rate}")
+        figures, _ = evaluate.set_figures(classifier, eval_sets, args.batch_size, f"rate {rate}")
         row = {"rate": rate, **sparsity(model), "zlib_mb": compressed_mb(model), **headline(figures),
                **uneven(model), "figures": figures}
         result["sweep"].append(row)
@@ -407,7 +396,7 @@ def main(argv=None) -> int:
         tuned = finetune(classifier, rate, originals, eval_sets, args)
         tuned["finetune_seconds"] = round(time.perf_counter() - started, 1)
         tuned["load_average_1min"] = round(os.getloadavg()[0], 2)
-        figures = measure(classifier, eval_sets, args.batch_size, f"rate {rate} fine-tuned")
+        figures, _ = evaluate.set_figures(classifier, eval_sets, args.batch_size, f"rate {rate} fine-tuned")
         tuned.update({**sparsity(model), "zlib_mb": compressed_mb(model), **headline(figures), **uneven(model),
                       "figures": figures})
         tuned["saved_to"] = str(work / f"{card.name}_pruned_{rate:.1f}_finetuned.h5")
