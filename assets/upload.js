@@ -39,8 +39,15 @@
       /* Outputs upload-batch.data: {names, sizes, contents}; contents null when held back. */
       prepareUpload: function (contents, filenames, limits) {
         if (!contents) return window.dash_clientside.no_update;
-        const all = Array.isArray(contents) ? contents : [contents];
-        const names = (Array.isArray(filenames) ? filenames : [filenames]).map((name) => String(name || ""));
+        const given = Array.isArray(contents) ? contents : [contents];
+        const givenNames = (Array.isArray(filenames) ? filenames : [filenames]).map((name) => String(name || ""));
+        // dcc.Upload lists the files in the order its FileReaders happen to finish, not the order chosen, so
+        // the same photos could come back in a different order each time. File-name order (IMG_2 before
+        // IMG_10) is the same every time and, for a phone's photos, the order they were taken.
+        const order = given.map((_, index) => index).sort((a, b) =>
+          givenNames[a].localeCompare(givenNames[b], undefined, { numeric: true, sensitivity: "base" }) || a - b);
+        const all = order.map((index) => given[index]);
+        const names = order.map((index) => givenNames[index]);
         const sizes = all.map(payloadBytes);
         const total = sizes.reduce((sum, size) => sum + size, 0);
         const fits = all.length <= limits.max_files && total <= limits.page_upload_bytes;

@@ -116,8 +116,9 @@ def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[
 
 
 def render_results(spotter: CoinSpotter, classification: dict, currency: str | None):
-    """The summary, then the cards in upload order: a photo holding several coins shown once, numbered, with
-    its coins' cards under it; single-coin photos and failed files as cards in one flowing grid."""
+    """The summary, then the cards in the batch's order (file-name order: assets/upload.js): a photo holding
+    several coins shown once, numbered, with its coins' cards under it; single-coin photos and failed files as
+    cards in one flowing grid."""
     return render_page(spotter, classification, currency)[0]
 
 
