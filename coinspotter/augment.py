@@ -33,21 +33,25 @@ class _SeededLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomColorTemperature(_SeededLayer):
-    """Warm (lamp) or cold (shade) white balance: red and blue gains moving in opposite directions."""
+    """Warm (lamp) or cold (shade) white balance: red and blue gains moving in opposite directions by up
+    to ``strength``, and a green-magenta tint (fluorescent and LED light, a phone's auto white balance
+    fooled by a coloured table) moving green by up to ``tint``."""
 
-    def __init__(self, strength: float = 0.15, **kwargs):
+    def __init__(self, strength: float = 0.15, tint: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.strength = strength
+        self.tint = tint
 
     def call(self, images, training=True):
         if not training:
             return images
         shift = self.uniform((tf.shape(images)[0], 1, 1, 1), -self.strength, self.strength)
-        gains = tf.concat([1 + shift, tf.ones_like(shift), 1 - shift], axis=-1)
+        green = self.uniform((tf.shape(images)[0], 1, 1, 1), -self.tint, self.tint) if self.tint else 0.0
+        gains = tf.concat([1 + shift, tf.ones_like(shift) + green, 1 - shift], axis=-1)
         return tf.clip_by_value(images * gains, 0, 255)
 
     def get_config(self):
-        return {**super().get_config(), "strength": self.strength}
+        return {**super().get_config(), "strength": self.strength, "tint": self.tint}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -158,9 +162,11 @@ class RandomSensorNoise(_SeededLayer):
         return {**super().get_config(), "max_stddev": self.max_stddev}
 
 
-def coin_augmenter(seed: int = 0, phone_conditions: bool = True) -> keras.Sequential:
+def coin_augmenter(seed: int = 0, phone_conditions: bool = True, colour_cast: float = 0.15,
+                   tint: float = 0.0) -> keras.Sequential:
     """The training augmentation. ``phone_conditions`` adds what the catalogue pictures lack
-    (backgrounds, tilt, uneven light, colour cast, JPEG) on top of the geometric and photometric basics."""
+    (backgrounds, tilt, uneven light, colour cast, JPEG) on top of the geometric and photometric basics;
+    ``colour_cast`` and ``tint``: the white-balance range (``RandomColorTemperature``)."""
     layers = []
     if phone_conditions:
         layers.append(RandomBackground(seed=seed + 1))
@@ -173,7 +179,7 @@ def coin_augmenter(seed: int = 0, phone_conditions: bool = True) -> keras.Sequen
         layers += [
             keras.layers.RandomPerspective(factor=0.5, scale=0.25, seed=seed + 5),
             RandomUnevenLight(seed=seed + 6),
-            RandomColorTemperature(seed=seed + 7),
+            RandomColorTemperature(colour_cast, tint, seed=seed + 7),
         ]
     layers += [
         keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 8),

@@ -51,6 +51,24 @@ def test_views_hold_a_clean_view_and_augmented_ones(trained):
     assert np.abs(clean.astype(int) - augmented.astype(int)).mean() > 3  # the augmentation did something
 
 
+def test_views_extended_keep_the_earlier_views_and_note_each_augmenter(trained, tiny_data, tmp_path):
+    import views
+
+    earlier = trained / "views"
+    args = ["--data", str(tiny_data), "--out", str(tmp_path / "more"), "--extend", str(earlier), "--image-size", "32"]
+    assert views.main([*args, "--views", "3", "--colour-cast", "0.4", "--tint", "0.1"]) == 0
+    meta = json.loads((tmp_path / "more" / "meta.json").read_text())
+    stored = np.load(tmp_path / "more" / "views.npy")
+    faces = meta["faces"]
+    assert meta["views"] == 3 and stored.shape[0] == 3 * faces
+    np.testing.assert_array_equal(stored[: 2 * faces], np.load(earlier / "views.npy"))  # kept byte for byte
+    assert np.abs(stored[2 * faces :].astype(int) - stored[:faces].astype(int)).mean() > 3  # view 2 is new
+    assert [note["views"] for note in meta["augmentation"]] == [[1, 1], [2, 2]]
+    assert "colour_cast=0.4, tint=0.1" in meta["augmentation"][1]["augmenter"]
+    with pytest.raises(SystemExit, match="cannot be extended"):  # another size cannot stand beside them
+        views.main([*args[:-1], "48", "--views", "3", "--out", str(tmp_path / "other")])
+
+
 def test_saved_model_loads_alone_and_matches_the_trained_top(trained):
     """The .h5 is the whole network: its probabilities equal softmax of the logits the script stored."""
     import keras

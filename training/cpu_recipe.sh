@@ -5,10 +5,11 @@
 #   DATA=../shared/data/coin-images WEIGHTS=<dir of prepared .weights.h5> bash training/cpu_recipe.sh [STEP...]
 #
 # Steps: audit views student_baseline xception bilinear_xception mobilenetv2_deep students ensemble
-# (TEMPERATURES="2 5 10" picks the distillation temperatures of the students step), and, run on its own once,
-# bundle_ensemble (copies and calibrates the ensemble members into web-app/models and writes its card).
-# (default: all, in order). The third teacher is a MobileNetV2 fine-tuned from block 6 up: no
-# InceptionV3 ImageNet weights can be had here (the script still takes --arch inceptionv3 --weights imagenet).
+# (TEMPERATURES="2 5 10" picks the distillation temperatures of the students step), and, run on their own:
+# phone_views phone_models (the stronger-colour-cast experiment), and, once, bundle_ensemble (copies and
+# calibrates the ensemble members into web-app/models and writes its card). Default: the first list, in order.
+# The third teacher is a MobileNetV2 fine-tuned from block 6 up: no InceptionV3 ImageNet weights can be had
+# here (the script still takes --arch inceptionv3 --weights imagenet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/coin-images}
@@ -38,6 +39,15 @@ for step in $STEPS; do
       done ;;
     ensemble) python training/ensemble.py --members xception bilinear_xception mobilenetv2_deep --name teacher_ensemble \
       --display-name "Teacher ensemble (Xception, bilinear Xception, deep MobileNetV2)" --out "$MODELS" ;;
+    # Stronger white-balance casts (an experiment; not served: README "Teachers, distillation and the ensemble"):
+    # views 0-4 kept, views 5-7 new, then the student's and two deeper recipes on the 8 views.
+    phone_views) python training/views.py --data "$DATA" --out "$RUNS/views_phone" --extend "$RUNS/views" --views 8 \
+      --colour-cast 0.35 --tint 0.12 --audit reports/audit.json ;;
+    phone_models)
+      phone=(--views "$RUNS/views_phone" "${common[@]:2}")
+      python training/train.py "${mnv2[@]}" --name student_phone "${phone[@]}" --epochs 40
+      python training/train.py "${mnv2[@]}" --name deep_phone --freeze-until block_5_add "${phone[@]}" --epochs 20
+      python training/train.py "${mnv2[@]}" --name deeper_phone --freeze-until block_2_add "${phone[@]}" --epochs 24 ;;
     # The bundled ensemble (web-app/models): the members that fit the size budget, chosen on leak-free validation
     # (README "Teachers, distillation and the ensemble"): the deep MobileNetV2 teacher and the served student.
     bundle_ensemble)

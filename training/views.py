@@ -1,6 +1,9 @@
 """Fixed augmented views of the training pictures, shared by every model trained on them.
 
     python training/views.py --data ../shared/data/coin-images --out runs/views --views 4 --image-size 224
+    # more views with stronger white-balance casts, keeping an existing set's views as they are
+    python training/views.py --data ../shared/data/coin-images --out runs/views_phone --extend runs/views \
+        --views 8 --colour-cast 0.35 --tint 0.12
 
 A 2-core CPU cannot afford to run Xception on a freshly augmented picture at every step, so the
 training set is augmented ahead of time: view 0 of each picture is the clean localised crop, views
@@ -40,6 +43,18 @@ def face_crops(image) -> list:
     return localize.face_crops(image) or [image]
 
 
+def earlier_views(folder: Path, args) -> dict:
+    """The meta of the views folder being extended, with its augmentation notes as a per-view list; refuses
+    one made from other pictures or at another size, whose views could not stand beside the new ones."""
+    meta = json.loads((folder / "meta.json").read_text())
+    if meta["image_size"] != args.image_size or meta["audit"] != bool(args.audit) or meta["views"] > args.views:
+        raise SystemExit(f"{folder} holds {meta['views']} views at {meta['image_size']} px (audit: {meta['audit']}); "
+                         f"it cannot be extended to {args.views} views at {args.image_size} px (audit: {bool(args.audit)})")
+    if isinstance(meta["augmentation"], str):  # written before per-view notes: views 1.. share one augmenter
+        meta["augmentation"] = [{"views": [1, meta["views"] - 1], "augmenter": meta["augmentation"] + ", colour_cast=0.15"}]
+    return meta
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
@@ -49,6 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audit", help="reports/audit.json: drop the training pictures it lists")
     parser.add_argument("--limit", type=int, default=0, help="first N training pictures only (smoke tests)")
+    parser.add_argument("--colour-cast", type=float, default=0.15, help="white-balance range: red/blue gains ±")
+    parser.add_argument("--tint", type=float, default=0.0, help="green-magenta range: green gain ±")
+    parser.add_argument("--extend", help="an earlier views folder of the same pictures: its views are kept as "
+                        "views 0.., the rest are made with this run's settings")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -68,6 +87,12 @@ def main(argv=None) -> int:
     # pass 1: every face, cropped and letterboxed once; these clean crops are view 0
     faces_path = out / "faces.npy"
     keys_path = out / "keys.json"
+    earlier = earlier_views(Path(args.extend), args) if args.extend else None
+    if earlier and earlier["pictures"] != len(samples):
+        raise SystemExit(f"{args.extend} was made from {earlier['pictures']} pictures, these are {len(samples)}")
+    if earlier and not keys_path.is_file():
+        np.save(faces_path, np.load(Path(args.extend) / "faces.npy"))
+        keys_path.write_text((Path(args.extend) / "keys.json").read_text())
     if not keys_path.is_file():
         keys, crops = [], []
         for sample in tqdm(samples, desc="faces", unit="img", mininterval=5):
@@ -80,21 +105,29 @@ def main(argv=None) -> int:
     clean = np.load(faces_path, mmap_mode="r")
     count, views, size = len(items), args.views, args.image_size
     np.save(out / "labels.npy", np.array([class_id for _, _, class_id in items], dtype=np.int32))
+    kept = earlier["views"] if earlier else 1
+    this_run = (f"coinspotter.augment.coin_augmenter(phone_conditions=True, colour_cast={args.colour_cast}, "
+                f"tint={args.tint}), seed {args.seed}")
+    augmentation = (earlier["augmentation"] if earlier else []) + (
+        [{"views": [kept, views - 1], "augmenter": this_run}] if views > kept else [])
     (out / "meta.json").write_text(json.dumps(
         {"faces": count, "pictures": len(samples), "views": views, "image_size": size, "seed": args.seed,
-         "audit": bool(args.audit), "augmentation": "coinspotter.augment.coin_augmenter(phone_conditions=True)"}))
+         "audit": bool(args.audit), "augmentation": augmentation, "extends": args.extend}))
 
     # pass 2: views 1.. are augmentations of the clean crops. View-major layout, so "view v of
     # everything" is one contiguous slice.
     store_path = out / "views.npy"
     mode = "r+" if store_path.is_file() else "w+"
     store = np.lib.format.open_memmap(store_path, mode=mode, dtype=np.uint8, shape=(views * count, size, size, 3))
-    store[:count] = clean
     done_path = out / "done.json"
     done = set(json.loads(done_path.read_text())) if done_path.is_file() else set()
+    if "kept" not in done:
+        store[: kept * count] = np.load(Path(args.extend) / "views.npy", mmap_mode="r")[: kept * count] if earlier else clean
+        store.flush()
+        done.add("kept")
 
-    augmenter = coin_augmenter(seed=args.seed)
-    chunks = [(v, start) for v in range(1, views) for start in range(0, count, CHUNK)]
+    augmenter = coin_augmenter(seed=args.seed, colour_cast=args.colour_cast, tint=args.tint)
+    chunks = [(v, start) for v in range(kept, views) for start in range(0, count, CHUNK)]
     for view, start in tqdm(chunks, desc="views", unit="chunk"):
         tag = f"{view}:{start}"
         if tag in done:
