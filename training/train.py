@@ -332,8 +332,12 @@ def main(argv=None) -> int:
 
     plot_history(state["history"], work / "curves.png", args.name)
     top_logits.load_weights(best_path)
-    # logits of the chosen model over every view, for the students that distil from it
-    logits = top_logits.predict(np.asarray(train_features, dtype=np.float32), batch_size=128, verbose=0)
+    # logits of the chosen model over every view, for the students that distil from it; chunk by chunk from
+    # the memory-mapped cache, since a low cut's features do not fit in memory as float32 (block_2_add: 10 GB)
+    logits = np.concatenate([
+        top_logits.predict(np.asarray(train_features[start : start + 2048], dtype=np.float32), batch_size=128, verbose=0)
+        for start in range(0, len(train_features), 2048)
+    ])
     np.save(work / f"logits_{views_dir.name}.npy", logits.astype(np.float16))
 
     out = Path(args.out)
