@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     uncertain_below = classifier.card.uncertain_below or Settings.from_env().uncertain_below
     eval_sets = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
     result = {
-        "model": card.name, "card": args.card, "served": f"{type(classifier).__name__} ({Path(getattr(classifier, 'path', None) or card.model_path).name})",
+        "model": card.name, "card": args.card,
+        "served": f"{type(classifier).__name__} ({Path(getattr(classifier, 'path', None) or card.model_path).name})",
         "measured_by": shlex.join(["python", "benchmarks/currency_hint.py",
                                    *(argv if argv is not None else sys.argv[1:])]),
         "measured_at": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(),

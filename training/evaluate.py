@@ -260,7 +260,6 @@ def set_figures(classifier, eval_sets: list[EvalSet], batch_size: int = 32, labe
     return figures, probabilities
 
 
-
 def card_metrics(report: dict) -> dict:
     """The headline figures of a report, in the shape model cards keep them (with the command)."""
 
