@@ -163,15 +163,19 @@ class RandomSensorNoise(_SeededLayer):
 
 
 def coin_augmenter(seed: int = 0, phone_conditions: bool = True, colour_cast: float = 0.15,
-                   tint: float = 0.0) -> keras.Sequential:
+                   tint: float = 0.0, max_turn_degrees: float = 180.0) -> keras.Sequential:
     """The training augmentation. ``phone_conditions`` adds what the catalogue pictures lack
     (backgrounds, tilt, uneven light, colour cast, JPEG) on top of the geometric and photometric basics;
-    ``colour_cast`` and ``tint``: the white-balance range (``RandomColorTemperature``)."""
+    ``colour_cast`` and ``tint``: the white-balance range (``RandomColorTemperature``); ``max_turn_degrees``:
+    how far a view may be turned either way (180: any angle; less keeps the catalogue's upright pictures
+    near upright, for a model that is shown a photo turned several ways at test time instead)."""
+    if not 0 <= max_turn_degrees <= 180:
+        raise ValueError(f"max_turn_degrees must be within 0..180, got {max_turn_degrees}")
     layers = []
     if phone_conditions:
         layers.append(RandomBackground(seed=seed + 1))
     layers += [
-        keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 2),  # any angle
+        keras.layers.RandomRotation(max_turn_degrees / 360.0, fill_mode="reflect", seed=seed + 2),  # a fraction of a turn
         keras.layers.RandomZoom((-0.25, 0.15), fill_mode="reflect", seed=seed + 3),  # negative = zoom in
         keras.layers.RandomTranslation(0.06, 0.06, fill_mode="reflect", seed=seed + 4),
     ]

@@ -16,23 +16,23 @@ MAX_BATCH = 16  # the most pictures (turns included) given to the network in one
 
 
 def turned_views(image: Image.Image, rotations: int) -> list[Image.Image]:
-    """``rotations`` copies of the picture turned by evenly spaced angles (the first one not turned).
+    """``rotations`` copies of the picture turned by evenly spaced angles (the first one not turned)."""
+    image = image.convert("RGB")
+    return [turned(image, 360.0 * step / rotations) for step in range(rotations)]
+
+
+def turned(image: Image.Image, angle: float) -> Image.Image:
+    """The picture turned counter-clockwise by ``angle`` degrees, the same size.
 
     Right angles are exact pixel moves; other angles resample and fill the corners with the picture's
     own mean border colour, which on a localiser crop is background, as in the training views.
     """
     image = image.convert("RGB")
-    views = []
-    for step in range(rotations):
-        angle = 360.0 * step / rotations
-        if angle % 90 == 0:
-            views.append(image.rotate(angle, expand=False) if angle else image)
-            continue
-        array = np.asarray(image)
-        border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]]).mean(axis=0)
-        views.append(image.rotate(angle, resample=RESAMPLE, expand=False,
-                                  fillcolor=tuple(int(v) for v in border)))
-    return views
+    if angle % 90 == 0:
+        return image.rotate(angle, expand=False) if angle % 360 else image
+    array = np.asarray(image)
+    border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]]).mean(axis=0)
+    return image.rotate(angle, resample=RESAMPLE, expand=False, fillcolor=tuple(int(v) for v in border))
 
 
 class RotationAveraged:

@@ -1,10 +1,13 @@
 """Test-time augmentation: turned crops, their averaged probabilities, and the card switch that serves it."""
 import json
+import sys
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
+from coinspotter.config import REPO_ROOT
 from coinspotter.inference import ModelRegistry
 from coinspotter.modelcard import ModelCardError, read_card
 from coinspotter.tta import RotationAveraged, turned_views
@@ -121,3 +124,48 @@ def test_a_card_with_a_bad_tta_setting_is_refused(tmp_path, value):
     card_path.write_text(json.dumps(card))
     with pytest.raises(ModelCardError, match="tta_rotations"):
         read_card(card_path)
+
+
+# ------------------------------------------------------------------- near-upright views (views.py --max-turn)
+
+
+def _marker_rows(max_turn_degrees: float, seed: int) -> np.ndarray:
+    """Mean row of a bright bar drawn at the top of a dark picture, after each of 12 augmentations."""
+    from coinspotter.augment import coin_augmenter
+
+    picture = np.zeros((12, 48, 48, 3), np.float32)
+    picture[:, 4:10, 14:34] = 255.0  # a bar near the top edge: where it ends up says how far it was turned
+    keras.utils.set_random_seed(seed)
+    turned = np.asarray(coin_augmenter(seed=seed, phone_conditions=False, max_turn_degrees=max_turn_degrees)(
+        picture, training=True))
+    bright = turned.mean(axis=3) > 128
+    rows = np.arange(48)[None, :, None]
+    return (bright * rows).sum(axis=(1, 2)) / np.maximum(bright.sum(axis=(1, 2)), 1)
+
+
+def test_near_upright_views_keep_the_top_at_the_top_and_any_angle_views_do_not():
+    assert (_marker_rows(12, seed=3) < 20).all()  # turned at most 12°: the bar stays in the top part
+    assert (_marker_rows(180, seed=3) > 28).any()  # any angle: some views carry it to the bottom half
+
+
+@pytest.mark.parametrize("degrees", [-1, 181])
+def test_a_turn_limit_outside_half_a_turn_is_refused(degrees):
+    from coinspotter.augment import coin_augmenter
+
+    with pytest.raises(ValueError, match="max_turn_degrees"):
+        coin_augmenter(max_turn_degrees=degrees)
+
+
+def test_turn_search_rules_trust_the_turns_that_know_the_coin():
+    """Two turns of one picture: one sure of class 1, one unsure leaning to class 2. The mean of all turns
+    follows the many unsure turns, the best-quarter and most-confident-turn rules follow the sure one."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import turn_search
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    sure, unsure = [0.05, 0.9, 0.05], [0.3, 0.1, 0.6]
+    per_turn = np.array([[unsure, sure, unsure, unsure]])
+    rules = {name: int(p.argmax()) for name, p in turn_search.combined(per_turn).items()}
+    assert rules == {"first turn only": 2, "mean of all turns": 2,
+                     "mean of each class's best quarter of turns": 1, "the most confident turn": 1}

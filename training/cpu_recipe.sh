@@ -6,7 +6,8 @@
 #
 # Steps: audit views student_baseline xception bilinear_xception mobilenetv2_deep students ensemble
 # (TEMPERATURES="2 5 10" picks the distillation temperatures of the students step), and, run on their own:
-# phone_views phone_models (the stronger-colour-cast experiment), and, once, bundle_ensemble (copies and
+# phone_views phone_models (the stronger-colour-cast experiment), upright_views upright_student (the
+# upright-model + turn-search experiment, benchmarks/turn_search.py), and, once, bundle_ensemble (copies and
 # calibrates the ensemble members into web-app/models and writes its card). Default: the first list, in order.
 # The third teacher is a MobileNetV2 fine-tuned from block 6 up: no InceptionV3 ImageNet weights can be had
 # here (the script still takes --arch inceptionv3 --weights imagenet).
@@ -48,6 +49,12 @@ for step in $STEPS; do
       python training/train.py "${mnv2[@]}" --name student_phone "${phone[@]}" --epochs 40
       python training/train.py "${mnv2[@]}" --name deep_phone --freeze-until block_5_add "${phone[@]}" --epochs 20
       python training/train.py "${mnv2[@]}" --name deeper_phone --freeze-until block_2_add "${phone[@]}" --epochs 24 ;;
+    # Near-upright views (turned at most 12° either way; catalogue pictures are upright) and the student's recipe
+    # on them: a model to be shown each photo turned several ways (an experiment; not served: README).
+    upright_views) python training/views.py --data "$DATA" --out "$RUNS/views_upright" --views 6 --max-turn 12 \
+      --audit reports/audit.json ;;
+    upright_student) python training/train.py "${mnv2[@]}" --name student_upright --views "$RUNS/views_upright" \
+      "${common[@]:2}" --epochs 30 ;;
     # The bundled ensemble (web-app/models): the members that fit the size budget, chosen on leak-free validation
     # (README "Teachers, distillation and the ensemble"): the deep MobileNetV2 teacher and the served student.
     bundle_ensemble)

@@ -66,6 +66,8 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="first N training pictures only (smoke tests)")
     parser.add_argument("--colour-cast", type=float, default=0.15, help="white-balance range: red/blue gains ±")
     parser.add_argument("--tint", type=float, default=0.0, help="green-magenta range: green gain ±")
+    parser.add_argument("--max-turn", type=float, default=180.0,
+                        help="degrees a view may be turned either way (180: any angle; e.g. 12: near upright)")
     parser.add_argument("--extend", help="an earlier views folder of the same pictures: its views are kept as "
                         "views 0.., the rest are made with this run's settings")
     args = parser.parse_args(argv)
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
     np.save(out / "labels.npy", np.array([class_id for _, _, class_id in items], dtype=np.int32))
     kept = earlier["views"] if earlier else 1
     this_run = (f"coinspotter.augment.coin_augmenter(phone_conditions=True, colour_cast={args.colour_cast}, "
-                f"tint={args.tint}), seed {args.seed}")
+                f"tint={args.tint}, max_turn_degrees={args.max_turn}), seed {args.seed}")
     augmentation = (earlier["augmentation"] if earlier else []) + (
         [{"views": [kept, views - 1], "augmenter": this_run}] if views > kept else [])
     (out / "meta.json").write_text(json.dumps(
@@ -126,7 +128,8 @@ def main(argv=None) -> int:
         store.flush()
         done.add("kept")
 
-    augmenter = coin_augmenter(seed=args.seed, colour_cast=args.colour_cast, tint=args.tint)
+    augmenter = coin_augmenter(seed=args.seed, colour_cast=args.colour_cast, tint=args.tint,
+                               max_turn_degrees=args.max_turn)
     chunks = [(v, start) for v in range(kept, views) for start in range(0, count, CHUNK)]
     for view, start in tqdm(chunks, desc="views", unit="chunk"):
         tag = f"{view}:{start}"
