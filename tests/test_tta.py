@@ -169,3 +169,18 @@ def test_turn_search_rules_trust_the_turns_that_know_the_coin():
     rules = {name: int(p.argmax()) for name, p in turn_search.combined(per_turn).items()}
     assert rules == {"first turn only": 2, "mean of all turns": 2,
                      "mean of each class's best quarter of turns": 1, "the most confident turn": 1}
+
+
+def test_turns_vote_for_the_pictures_angle_and_the_turn_undoing_it_weighs_most():
+    """Picture at angle bin 3 of 8: turn j shows bin 3 + j. Each turn guesses its own bin a little noisily,
+    one turn is plain wrong; the vote still finds bin 3, so turn 5 (3 + 5 = 8 ≡ 0, upright) weighs most."""
+    import orientation
+
+    bins, picture_bin = 8, 3
+    guesses = np.full((1, bins, bins), 0.02)
+    for j in range(bins):
+        guesses[0, j, (picture_bin + j) % bins] = 0.86
+    guesses[0, 2] = np.roll(guesses[0, 2], 4)  # one turn fooled
+    weights = orientation.turn_weights(guesses)
+    assert weights.shape == (1, bins) and np.isclose(weights.sum(), 1.0)
+    assert weights[0].argmax() == 5 and weights[0, 5] > 0.9
