@@ -77,8 +77,15 @@ def accuracy(probabilities: np.ndarray, truth: np.ndarray, class_ids: np.ndarray
     return round(float(right[mask].mean() if mask is not None else right.mean()), 3)
 
 
+def per_currency(probabilities: np.ndarray, truth: np.ndarray, class_ids: np.ndarray, currencies: np.ndarray) -> dict:
+    return {currency: accuracy(probabilities, truth, class_ids, currencies == currency)
+            for currency in sorted(set(currencies))}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if len({tuple(read_card(path).class_ids) for path in args.cards}) != 1:
+        raise SystemExit("the models answer in different class orders; their turns cannot be averaged here")
     configure_tensorflow_threads()
     catalog = load_catalog()
     validation, real = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
@@ -109,9 +116,7 @@ def main(argv=None) -> int:
                 rule: {
                     "validation_leak_free_top1": accuracy(val_rules[rule], val_truth, class_ids, validation.leak_free),
                     "real_photos_top1": accuracy(real_rules[rule], real_truth, class_ids),
-                    "real_photos_top1_per_currency": {
-                        currency: accuracy(real_rules[rule], real_truth, class_ids, currencies == currency)
-                        for currency in sorted(set(currencies))},
+                    "real_photos_top1_per_currency": per_currency(real_rules[rule], real_truth, class_ids, currencies),
                 } for rule in val_rules},
         }
         print(card.name, json.dumps(result["models"][card.name]), flush=True)
@@ -121,15 +126,11 @@ def main(argv=None) -> int:
         chosen_real.append(real_rules[best])
         result["models"][card.name]["rule_best_on_validation"] = best
     if len(args.cards) > 1:
-        if len({tuple(read_card(path).class_ids) for path in args.cards}) != 1:
-            raise SystemExit("the models answer in different class orders; they cannot be averaged here")
         mean_val, mean_real = np.mean(chosen_val, axis=0), np.mean(chosen_real, axis=0)
         result["average_of_all"] = {
             "validation_leak_free_top1": accuracy(mean_val, val_truth, class_ids, validation.leak_free),
             "real_photos_top1": accuracy(mean_real, real_truth, class_ids),
-            "real_photos_top1_per_currency": {
-                currency: accuracy(mean_real, real_truth, class_ids, currencies == currency)
-                for currency in sorted(set(currencies))},
+            "real_photos_top1_per_currency": per_currency(mean_real, real_truth, class_ids, currencies),
         }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,15 @@ def test_views_extended_keep_the_earlier_views_and_note_each_augmenter(trained, 
         views.main([*args[:-1], "48", "--views", "3", "--out", str(tmp_path / "other")])
 
 
+def test_views_refuse_a_turn_limit_beyond_half_a_turn_before_writing_anything(tiny_data, tmp_path, capsys):
+    import views
+
+    with pytest.raises(SystemExit):
+        views.main(["--data", str(tiny_data), "--out", str(tmp_path / "v"), "--max-turn", "200"])
+    assert "--max-turn must be within 0..180" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+
+
 def test_saved_model_loads_alone_and_matches_the_trained_top(trained):
     """The .h5 is the whole network: its probabilities equal softmax of the logits the script stored."""
     import keras

@@ -181,8 +181,7 @@ def main(argv=None) -> int:
         else:
             currencies = np.array([catalog[class_id].currency for class_id in eval_set.class_ids])
             weighted = rules["turns weighted by the voted angle"]
-            row["weighted, per currency"] = {c: turn_search.accuracy(weighted, truth, class_ids, currencies == c)
-                                             for c in sorted(set(currencies))}
+            row["weighted, per currency"] = turn_search.per_currency(weighted, truth, class_ids, currencies)
         result["sets"][eval_set.name] = row
         log.info("%s %s", eval_set.name, json.dumps(row))
     out = Path(args.out)

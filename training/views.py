@@ -4,6 +4,8 @@
     # more views with stronger white-balance casts, keeping an existing set's views as they are
     python training/views.py --data ../shared/data/coin-images --out runs/views_phone --extend runs/views \
         --views 8 --colour-cast 0.35 --tint 0.12
+    # near-upright views (turned at most 12° either way), for a model shown each photo turned several ways
+    python training/views.py --data ../shared/data/coin-images --out runs/views_upright --views 6 --max-turn 12
 
 A 2-core CPU cannot afford to run Xception on a freshly augmented picture at every step, so the
 training set is augmented ahead of time: view 0 of each picture is the clean localised crop, views
@@ -71,6 +73,8 @@ def main(argv=None) -> int:
     parser.add_argument("--extend", help="an earlier views folder of the same pictures: its views are kept as "
                         "views 0.., the rest are made with this run's settings")
     args = parser.parse_args(argv)
+    if not 0 <= args.max_turn <= 180:
+        parser.error(f"--max-turn must be within 0..180 degrees, got {args.max_turn:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     import keras
