@@ -84,7 +84,8 @@ def per_currency(probabilities: np.ndarray, truth: np.ndarray, class_ids: np.nda
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if len({tuple(read_card(path).class_ids) for path in args.cards}) != 1:
+    cards = [read_card(path) for path in args.cards]
+    if len({tuple(card.class_ids) for card in cards}) != 1:
         raise SystemExit("the models answer in different class orders; their turns cannot be averaged here")
     configure_tensorflow_threads()
     catalog = load_catalog()
@@ -100,8 +101,7 @@ def main(argv=None) -> int:
         "measured_at": time.strftime("%Y-%m-%d %H:%M"), "turns": args.turns, "models": {},
     }
     chosen_val, chosen_real = [], []  # each model's probabilities under its rule best on validation
-    for card_path in args.cards:
-        card = read_card(card_path)
+    for card in cards:
         served = ModelRegistry(card.path.parent).get(card.name)
         classifier = getattr(served, "inner", served)  # the bare model: the turns are this script's
         class_ids = np.array(classifier.class_ids)
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         chosen_val.append(val_rules[best])
         chosen_real.append(real_rules[best])
         result["models"][card.name]["rule_best_on_validation"] = best
-    if len(args.cards) > 1:
+    if len(cards) > 1:
         mean_val, mean_real = np.mean(chosen_val, axis=0), np.mean(chosen_real, axis=0)
         result["average_of_all"] = {
             "validation_leak_free_top1": accuracy(mean_val, val_truth, class_ids, validation.leak_free),

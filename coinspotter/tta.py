@@ -27,7 +27,8 @@ def turned(image: Image.Image, angle: float) -> Image.Image:
     Right angles are exact pixel moves; other angles resample and fill the corners with the picture's
     own mean border colour, which on a localiser crop is background, as in the training views.
     """
-    image = image.convert("RGB")
+    if image.mode != "RGB":  # turned_views hands over an RGB copy once; converting again would copy per turn
+        image = image.convert("RGB")
     if angle % 90 == 0:
         return image.rotate(angle, expand=False) if angle % 360 else image
     array = np.asarray(image)
