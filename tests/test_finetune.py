@@ -142,3 +142,43 @@ def test_the_photo_augmenter_draws_anew_each_time():
     first, second = (np.asarray(augmenter(pictures, training=True)) for _ in range(2))
     assert np.abs(first - second).mean() > 3
     assert first.min() >= 0 and first.max() <= 255
+
+
+def test_a_student_distils_from_a_teacher_on_the_same_augmented_pictures(tiny_sets, finetuned, tmp_path):
+    from coinspotter.modelcard import read_card
+
+    teacher = finetuned / "models" / "student_real.json"
+    assert run(tiny_sets, tmp_path, "--epochs", "1", "--teachers", str(teacher), "--temperature", "4", "--alpha", "0.5") == 0
+    card = read_card(tmp_path / "models" / "student_real.json")
+    assert card.training["teachers"] == ["student_real"] and card.training["temperature"] == 4.0
+    assert card.training["alpha"] == 0.5 and "distilled" in card.display_name
+
+
+def test_the_distillation_loss_is_the_one_written_down():
+    """alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha)·CE(smoothed labels, s), by hand on two pictures."""
+    import keras
+
+    import finetune
+
+    classes, temperature, alpha, smoothing = 3, 2.0, 0.6, 0.1
+    pictures = keras.Input((4, 4, 3))
+    logits = keras.layers.Dense(classes, name="logits")(keras.layers.GlobalAveragePooling2D()(pictures))
+    student = keras.Model(pictures, keras.layers.Activation("softmax")(logits))
+    teacher_logits_layer = keras.layers.Dense(classes, name="logits")
+    teacher = keras.Model(pictures, keras.layers.Activation("softmax")(teacher_logits_layer(keras.layers.GlobalAveragePooling2D()(pictures))))
+    distiller = finetune.make_distiller(student, classes, smoothing, [teacher], temperature, alpha)
+    x = np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 3)).astype("float32")
+    y = np.array([0, 2])
+    s = np.asarray(distiller(x))
+    t = np.asarray(distiller.teacher_logits(x))
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    targets = np.eye(classes)[y] * (1 - smoothing) + smoothing / classes
+    cross_entropy = -(targets * np.log(softmax(s))).sum(axis=1).mean()
+    p, q = softmax(t / temperature), softmax(s / temperature)
+    kl = (p * (np.log(p) - np.log(q))).sum(axis=1).mean()
+    expected = alpha * temperature ** 2 * kl + (1 - alpha) * cross_entropy
+    assert float(distiller.compute_loss(x=x, y=y, y_pred=s)) == pytest.approx(expected, rel=1e-4)

@@ -70,6 +70,9 @@ def parse_args(argv=None):
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW decoupled weight decay")
     parser.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (float32 weights); the saved model is float32")
+    parser.add_argument("--teachers", nargs="*", default=[], help="model cards of trained teachers to distil from")
+    parser.add_argument("--temperature", type=float, default=5.0, help="distillation temperature T")
+    parser.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term (with --teachers)")
     parser.add_argument("--limit", type=int, help="at most this many catalogue pictures (tests)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
@@ -157,28 +160,72 @@ class BalancedSampler:
 
 
 # ---------------------------------------------------------------------------------------------- model
-def make_finetuner(model, classes: int, label_smoothing: float):
+def logits_of(model):
+    import keras
+
+    return keras.Model(model.input, model.get_layer("logits").output, name="logits_of_" + model.name)
+
+
+def make_distiller(model, classes: int, label_smoothing: float, teachers=(), temperature: float = 5.0, alpha: float = 0.0):
     """A small Model that owns its loss, in the shape of keras-io's "Knowledge Distillation" ``Distiller``:
-    label-smoothed cross-entropy on the served model's logits. (The teachers' term joins it here.)"""
+
+        loss = alpha * T^2 * KL(softmax(teachers / T) || softmax(student / T)) + (1 - alpha) * CE(labels)
+
+    The teachers (frozen served models, logits out) see the very augmented picture the student sees, each
+    resized to its own input size; their mean logits are the soft target. Without teachers it is plain
+    label-smoothed cross-entropy."""
     import keras
     from keras import ops
 
-    logits_model = keras.Model(model.input, model.get_layer("logits").output, name="logits_of_" + model.name)
-
-    class Finetuner(keras.Model):
-        def __init__(self, network, **kwargs):
+    class Distiller(keras.Model):
+        def __init__(self, student, teacher_models, **kwargs):
             super().__init__(**kwargs)
-            self.network = network
+            self.student = student
+            self.teacher_models = list(teacher_models)
+            for teacher in self.teacher_models:
+                teacher.trainable = False
 
         def call(self, inputs, training=False):
-            return self.network(inputs, training=training)
+            return self.student(inputs, training=training)
+
+        def teacher_logits(self, pictures):
+            import tensorflow as tf
+
+            outputs = []
+            for teacher in self.teacher_models:
+                size = teacher.input_shape[1]
+                seen = pictures if size == pictures.shape[1] else tf.image.resize(pictures, (size, size))
+                outputs.append(ops.cast(teacher(seen, training=False), "float32"))
+            return ops.mean(ops.stack(outputs), axis=0)
 
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
             one_hot = ops.one_hot(ops.cast(y, "int32"), classes)
             smoothed = one_hot * (1 - label_smoothing) + label_smoothing / classes
-            return ops.mean(keras.losses.categorical_crossentropy(smoothed, ops.cast(y_pred, "float32"), from_logits=True))
+            student_logits = ops.cast(y_pred, "float32")
+            label_loss = ops.mean(keras.losses.categorical_crossentropy(smoothed, student_logits, from_logits=True))
+            if not self.teacher_models or alpha == 0:
+                return label_loss
+            t = temperature
+            teacher_soft = ops.softmax(ops.stop_gradient(self.teacher_logits(x)) / t, axis=-1)
+            student_log_soft = ops.log_softmax(student_logits / t, axis=-1)
+            kl = ops.sum(teacher_soft * (ops.log(teacher_soft + 1e-12) - student_log_soft), axis=-1)
+            return alpha * (t * t) * ops.mean(kl) + (1 - alpha) * label_loss
 
-    return Finetuner(logits_model)
+    return Distiller(logits_of(model), [logits_of(teacher) for teacher in teachers])
+
+
+def load_teachers(cards: list[str], class_ids: list[int]):
+    """The teachers' served models from their cards; they must name the same classes in the same order."""
+    from coinspotter.inference import load_keras_model
+    from coinspotter.modelcard import read_card
+
+    teachers = []
+    for path in cards:
+        card = read_card(path)
+        if card.is_ensemble or card.class_ids != class_ids:
+            raise SystemExit(f"teacher {path}: needs a single model with the catalogue's classes in order")
+        teachers.append(load_keras_model(card.model_path))
+    return teachers
 
 
 def build_network(args, classes: int):
@@ -264,7 +311,9 @@ def main(argv=None) -> int:
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_network(args, classes)
-    trainer = make_finetuner(model, classes, args.label_smoothing)
+    teachers = load_teachers(args.teachers, class_ids)
+    alpha = args.alpha if teachers else 0.0
+    trainer = make_distiller(model, classes, args.label_smoothing, teachers, args.temperature, alpha)
     optimizer = keras.optimizers.AdamW(args.learning_rate, weight_decay=args.weight_decay)
     trainer.compile(optimizer=optimizer, jit_compile=False)
 
@@ -334,7 +383,8 @@ def main(argv=None) -> int:
     served.save(model_path)
     card = ModelCard(
         name=args.name,
-        display_name="MobileNetV2, fine-tuned end to end on catalogue faces and real photos",
+        display_name=("MobileNetV2, distilled end to end" if teachers else "MobileNetV2, fine-tuned end to end")
+        + " on catalogue faces and real photos",
         architecture=f"MobileNetV2 alpha 1.0, {args.image_size} px; every layer fine-tuned (BatchNorm statistics kept), "
         "head: global average pooling, dense",
         class_ids=class_ids,
@@ -348,7 +398,8 @@ def main(argv=None) -> int:
             + f"; best epoch by leak-free validation: {state['best_epoch']}",
             "init": Path(args.init).name if args.init else None,
             "weights": None if args.init else (args.weights if args.weights in ("imagenet", "none") else Path(args.weights).name),
-            "teachers": [], "temperature": None, "alpha": 0.0,
+            "teachers": [Path(t).stem for t in args.teachers], "temperature": args.temperature if teachers else None,
+            "alpha": alpha,
             "catalogue": {"faces": int(len(faces)), "pictures": faces_meta["pictures"], "audit": faces_meta["audit"]},
             "real_photos": {"folder": Path(args.real_photos).name if args.real_photos else None, "pictures": int(len(photos)),
                             "sources": real_sources, "held_out_sources": args.holdout_sources,
