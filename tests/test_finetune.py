@@ -182,3 +182,31 @@ def test_the_distillation_loss_is_the_one_written_down():
     kl = (p * (np.log(p) - np.log(q))).sum(axis=1).mean()
     expected = alpha * temperature ** 2 * kl + (1 - alpha) * cross_entropy
     assert float(distiller.compute_loss(x=x, y=y, y_pred=s)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_gpu_script_asks_only_for_flags_the_scripts_take(tmp_path):
+    """training/gpu_teachers.sh, run with a stand-in python that records its arguments: every finetune.py,
+    ensemble.py and evaluate.py call it would make parses."""
+    import os
+    import shlex
+    import subprocess
+
+    import evaluate
+    import finetune
+
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/bash\nprintf "%s\\n" "$(printf "%q " "$@")" >> {calls}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "WEIGHTS": "/weights", "RUNS": str(tmp_path / "runs")}
+    subprocess.run(["bash", str(REPO_ROOT / "training" / "gpu_teachers.sh")], check=True, env=env, capture_output=True)
+    lines = [shlex.split(line) for line in calls.read_text().splitlines()]
+    scripts = [line[0] for line in lines]
+    assert scripts.count("training/finetune.py") == 7 and "training/ensemble.py" in scripts
+    for line in lines:
+        if line[0] == "training/finetune.py":
+            args = finetune.parse_args(line[1:])
+            assert args.resume and args.real_photos
+        elif line[0] == "training/evaluate.py":
+            evaluate.parse_args(line[1:])
