@@ -210,3 +210,16 @@ def test_the_gpu_script_asks_only_for_flags_the_scripts_take(tmp_path):
             assert args.resume and args.real_photos
         elif line[0] == "training/evaluate.py":
             evaluate.parse_args(line[1:])
+
+
+def test_a_trained_model_is_bundled_under_the_served_name(finetuned, tmp_path):
+    import bundle
+
+    from coinspotter.inference import ModelRegistry
+    from coinspotter.modelcard import read_card
+
+    assert bundle.main([str(finetuned / "models" / "student_real.json"), "--as", "student", "--out", str(tmp_path)]) == 0
+    card = read_card(tmp_path / "student.json")
+    assert card.name == "student" and card.file == "student.h5" and (tmp_path / "student.h5").is_file()
+    assert card.training["trained_as"] == "student_real" and card.metrics == {} and card.serving == {}
+    assert ModelRegistry(tmp_path).get("student").class_ids == card.class_ids
