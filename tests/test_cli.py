@@ -83,6 +83,15 @@ def test_currency_adds_converted_values_and_a_total_line(models, photos, monkeyp
     assert out[2:] == [f"Total: €{total} (offline rates as of {snapshot.date.isoformat()})"]
 
 
+def test_a_value_too_small_for_a_penny_is_not_printed_as_zero(models, photos, monkeypatch, capsys):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    status = cli.main(["classify", "--currency", "GBP", str(photos / "trip" / "day1" / "red.jpg")])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD ≈ £0.0049, p=" in out[0]  # 1 Australian cent in pounds
+    assert out[1].startswith("Total: £0.0049 (offline rates")
+
+
 def test_currency_with_json_ends_with_the_total_object(models, photos, monkeypatch, capsys):
     monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
 

@@ -80,6 +80,16 @@ def test_single_coin_photos_keep_their_look(web_app):
         "red.jpg · coin 1", "green.jpg · coin 1"]
 
 
+def test_a_value_too_small_for_a_penny_is_not_shown_as_zero(web_app):
+    import callbacks
+
+    classification = callbacks.classify_uploads(web_app.spotter, [data_url(encode(coin_picture("red")))],
+                                                ["red.jpg"], "student")  # 1 Australian cent: £0.0049
+    shown = texts(callbacks.render_results(web_app.spotter, classification, "GBP"))
+    assert "≈ £0.0049" in shown and "£0.0049" in shown  # the coin's value and the total
+    assert not [text for text in shown if "£0.00" in text and "£0.004" not in text]
+
+
 def test_the_announcement_names_each_coin_and_the_total_and_what_failed():
     from coinspotter.announce import result_sentence
 
@@ -94,6 +104,8 @@ def test_the_announcement_names_each_coin_and_the_total_and_what_failed():
     assert result_sentence([quarter, failed, euro]) == "2 coins: 1/4 Dollar, 1 Euro; total 0.25 USD and 1 EUR; " \
                                                        "1 file could not be used."
     assert result_sentence([failed, failed]) == "No coin could be identified in these files; 2 files could not be used."
+    tiny = {"total": {"currency": "GBP", "amount": "0.00", "formatted": "£0.0049"}}
+    assert result_sentence([coin("1 Cent", "AUD", "0.01")], tiny) == "1 coin: 1 Cent; total £0.0049."
 
 
 def test_each_coin_card_has_a_show_why_toggle_that_explains_that_coin_on_request(web_app):
