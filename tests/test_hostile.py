@@ -139,6 +139,8 @@ class DiskWrites:
         if cls.active is None or event != "open":
             return
         path, mode, flags = args
+        if path == os.devnull:  # not the disk (the CLI points native libraries' log lines there)
+            return
         if (isinstance(mode, str) and set(mode) & set("wax+")) or (isinstance(flags, int) and flags & cls.WRITE_FLAGS):
             cls.active.append(path)
 
@@ -400,13 +402,22 @@ def test_a_page_upload_over_the_request_size_is_held_back_and_explained(client):
 
 
 @pytest.mark.parametrize("batch", [None, [], "text", {"names": "a.jpg"}, {"names": ["a.jpg"], "contents": [1]},
-                                   {"names": ["a.jpg", "b.jpg"], "contents": ["data:,"]}])
+                                   {"names": ["a.jpg", "b.jpg"], "contents": ["data:,"]}, {"names": 5}])
 def test_a_malformed_upload_from_a_hostile_client_gets_a_message(client, batch):
     response = dash_classify(client, batch)
     if batch in (None, []):  # nothing to classify: the page stays as it is
         assert response.status_code == 200 and response.get_json()["response"] == {}
         return
     assert callback_data(response) == {"error": "These files could not be read; please choose them again."}
+
+
+@pytest.mark.parametrize("sizes", ["many", [-1], [True], [15 * MB], [1.5e9], None])
+def test_a_photo_held_back_without_a_size_over_the_limit_is_asked_for_again(client, sizes):
+    """A null content is a photo the browser held back as too large; a client whose sizes do not say so gets
+    that photo's card asking for it again, not a made-up size."""
+    answer = callback_data(dash_classify(client, {"names": ["a.jpg"], "contents": [None], "sizes": sizes}))
+    assert [(r["filename"], r["ok"], r["error"]) for r in answer["results"]] == [
+        ("a.jpg", False, "This file was not sent; please choose it again.")]
 
 
 @pytest.mark.parametrize("currencies, message", [

@@ -190,3 +190,34 @@ def test_a_coins_from_value_the_selector_never_sends_is_an_error_message(web_app
 
     batch = {"names": ["red.jpg"], "contents": [data_url(encode(coin_picture("red")))]}
     assert message in callbacks.classify_batch(web_app.spotter, batch, "student", currencies)["error"]
+
+
+def test_a_photo_the_browser_held_back_as_too_large_gets_its_message_beside_the_others(web_app):
+    """assets/upload.js sends a photo over COINSPOTTER_MAX_FILE_BYTES as its size alone (content null): its card
+    says the server's sentence for that size, the other photos are classified, each keeping its place."""
+    import callbacks
+
+    from coinspotter.config import MB
+
+    limits = callbacks.upload_limits(web_app.spotter.settings.limits)
+    assert limits["max_bytes_per_file"] == web_app.spotter.settings.limits.max_bytes_per_file == 15 * MB
+    batch = {"names": ["big.jpg", "blue.jpg", "odd.jpg"], "sizes": [30 * MB, 4000, 20],
+             "contents": [None, data_url(encode(coin_picture("blue"))), None]}  # odd.jpg: a client's word, not big
+    classification = callbacks.classify_batch(web_app.spotter, batch, "student")
+    assert [(r["filename"], r["ok"], r.get("error")) for r in classification["results"]] == [
+        ("big.jpg", False, "The file is 30 MB; the limit is 15 MB per photo."),
+        ("blue.jpg", True, None),
+        ("odd.jpg", False, "This file was not sent; please choose it again.")]
+    assert [r["photo"] for r in classification["results"]] == [0, 1, 2]  # "Show why" finds blue.jpg's photo
+    assert [photo["filename"] for photo in classification["photos"]] == ["big.jpg", "blue.jpg", "odd.jpg"]
+    only_big = callbacks.classify_batch(web_app.spotter, {"names": ["big.jpg"], "sizes": [30 * MB],
+                                                          "contents": [None]}, "student")
+    assert [r["error"] for r in only_big["results"]] == ["The file is 30 MB; the limit is 15 MB per photo."]
+
+
+def test_the_upload_hint_names_the_formats_the_error_names_and_the_per_photo_limit(web_app):
+    from coinspotter.imageio import NOT_AN_IMAGE
+
+    hint = [text for text in texts(web_app.app.layout) if "several coins per photo" in text]
+    assert hint == ["JPEG, PNG, WebP, GIF or BMP, up to 15 MB each; several coins per photo are fine."]
+    assert "JPEG, PNG, WebP, GIF or BMP" in NOT_AN_IMAGE

@@ -9,7 +9,9 @@ from dash import dcc, html
 
 from coinspotter.announce import NO_COIN_IDENTIFIED, counted
 from coinspotter.catalog import Catalog
+from coinspotter.config import megabytes
 from coinspotter.currency_hint import MIN_MASS, too_little_mass
+from coinspotter.imageio import ACCEPTED_DESCRIPTION
 from coinspotter.money import CURRENCIES
 from coinspotter.service import CONVERSION_CURRENCIES, CoinSpotter
 
@@ -34,6 +36,14 @@ def coin_currency_options(catalog: Catalog) -> list[dict]:
 def coins_from_note(currencies) -> str | None:
     """What the summary says of a "Coins from" hint: None without one."""
     return f"Coins from: {', '.join(currencies)} only (other currencies not considered)" if currencies else None
+
+
+def upload_hint(upload_limits: dict) -> str:
+    """Under the upload button: the formats the server takes, in the words of its error for any other file
+    (``imageio.ACCEPTED_DESCRIPTION``), and the per-photo limit the browser checks (assets/upload.js)."""
+    per_photo = upload_limits.get("max_bytes_per_file")
+    size = f", up to {megabytes(per_photo)} each" if per_photo else ""
+    return f"{ACCEPTED_DESCRIPTION}{size}; several coins per photo are fine."
 
 
 def build_layout(spotter: CoinSpotter, upload_limits: dict):
@@ -75,7 +85,7 @@ def build_layout(spotter: CoinSpotter, upload_limits: dict):
                                     html.Button("Take a photo or choose photos", id="choose-photos", type="button",
                                                 className="btn btn-primary my-1"),
                                     html.Div("— or drop them here", className="small"),
-                                    html.Small("JPEG, PNG, WebP; several coins per photo are fine.", className="text-muted"),
+                                    html.Small(upload_hint(upload_limits), className="text-muted upload-hint"),
                                 ]
                             ),
                         ),
