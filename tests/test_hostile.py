@@ -484,7 +484,7 @@ def test_hostile_file_names_reach_the_page_only_as_text(web_app):
                 assert value.startswith("data:image/jpeg;base64,")  # drawn by the server from pixels
             if isinstance(value, str) and any(display_filename(name) in value for name in names):
                 # text, or an attribute React sets as a plain string
-                assert prop in ("children", "alt", "aria-label"), (item["type"], prop)
+                assert prop in ("children", "alt", "aria-label", "title"), (item["type"], prop)
     shown = json.dumps([item["props"].get("children") for item in everything], default=str)
     for name in names:
         assert json.dumps(display_filename(name))[1:-1] in shown

@@ -32,14 +32,18 @@ def test_a_photo_with_three_coins_is_shown_once_numbered_with_a_card_per_coin(we
     overviews = [item for item in with_class(page, "photo-overview") if item["type"] == "Img"]
     assert [image["props"]["alt"] for image in overviews] == ["Photo three.jpg with 3 coins found, numbered 1-3"]
     (section,) = with_class(page, "multi-coin-photo")
-    assert [card["props"]["children"] for card in with_class(section, "coin-source")] == [
+    assert ["".join(texts(card)) for card in with_class(section, "coin-source")] == [
         "coin 1 of three.jpg", "coin 2 of three.jpg", "coin 3 of three.jpg"]
     assert [number["props"]["children"] for number in with_class(section, "coin-number")] == ["1", "2", "3"]
     shown = texts(page)
     assert [text for text in shown if text in ("1 Cent", "1 Euro", "1/4 Dollar")] == [
         "1 Cent", "1 Euro", "1/4 Dollar", "1/4 Dollar"]
-    assert "one.jpg · coin 1" in shown  # a single-coin photo keeps its usual card, outside the section
-    assert not with_class(page, "coin-number")[3:] and "one.jpg · coin 1" not in texts(section)
+    sources = ["".join(texts(card)) for card in with_class(page, "coin-source")]
+    assert sources[3] == "one.jpg · coin 1"  # a single-coin photo keeps its usual card, outside the section
+    assert not with_class(page, "coin-number")[3:] and "one.jpg" not in texts(section)
+    # one grid holds them all: the overview's cell, its three coins' cards, the single coin's card
+    (grid,) = with_class(page, "results-grid")
+    assert len(with_class(grid, "result-cell")) == 5
     assert "4 coins found" in shown and len(with_class(page, "total-amount")) == 1
     (total,) = [item["props"]["children"] for item in with_class(page, "total-amount")]  # "€1.70"
     assert sentence == f"4 coins: 1 Cent, 1 Euro, 1/4 Dollar, 1/4 Dollar; total {total.lstrip('€')} EUR."
@@ -76,8 +80,9 @@ def test_single_coin_photos_keep_their_look(web_app):
     page = callbacks.render_results(web_app.spotter, classification, None)
     assert [photo["overview"] for photo in classification["photos"]] == [None, None]
     assert not with_class(page, "multi-coin-photo") and not with_class(page, "coin-number")
-    assert [item["props"]["children"] for item in with_class(page, "coin-source")] == [
+    assert ["".join(texts(item)) for item in with_class(page, "coin-source")] == [
         "red.jpg · coin 1", "green.jpg · coin 1"]
+    assert [item["props"]["title"] for item in with_class(page, "file-name")] == ["red.jpg", "green.jpg"]
 
 
 def test_a_value_too_small_for_a_penny_is_not_shown_as_zero(web_app):

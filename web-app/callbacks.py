@@ -145,9 +145,9 @@ def classify_uploads(spotter: CoinSpotter, contents: list[str | None], filenames
 
 
 def render_results(spotter: CoinSpotter, classification: dict, currency: str | None):
-    """The summary, then the cards in the batch's order (file-name order: assets/upload.js): a photo holding
-    several coins shown once, numbered, with its coins' cards under it; single-coin photos and failed files as
-    cards in one flowing grid."""
+    """The summary, then the cards in the batch's order (file-name order: assets/upload.js), all in one regular
+    grid: a photo holding several coins shown once, numbered, in a cell of its own followed by its coins' cards;
+    single-coin photos and failed files as cards."""
     return render_page(spotter, classification, currency)[0]
 
 
@@ -163,7 +163,7 @@ def render_page(spotter: CoinSpotter, classification: dict, currency: str | None
         except RequestError as error:  # a code the selector does not offer
             conversion = {"rates_error": str(error)}
     photos = classification.get("photos") or []
-    sections, grid = [], []
+    cells = []
     model = classification.get("model")
     currencies = classification.get("currencies")
     for index, group in itertools.groupby(enumerate(results), key=lambda item: item[1].get("photo")):
@@ -174,16 +174,11 @@ def render_page(spotter: CoinSpotter, classification: dict, currency: str | None
                              currencies=currencies)
                  for position, result in group]
         if overview is None:
-            grid.extend(cards)
-            continue
-        if grid:
-            sections.append(dbc.Row(grid))
-            grid = []
-        sections.append(layout.multi_coin_photo(photo["filename"], overview, len(group), cards))
-    if grid:
-        sections.append(dbc.Row(grid))
+            cells.extend(cards)
+        else:
+            cells.append(layout.multi_coin_photo(photo["filename"], overview, len(group), cards))
     summary = layout.summary_card(spotter.summarise(results), classification["model_name"], conversion, currencies)
-    return html.Div([summary, *sections]), result_sentence(results, conversion)
+    return html.Div([summary, layout.results_grid(cells)]), result_sentence(results, conversion)
 
 
 def result_card(spotter: CoinSpotter, result: dict, numbered: bool, position: int = 0, model: str | None = None,
