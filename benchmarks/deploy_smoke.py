@@ -77,7 +77,7 @@ def check(results: dict, name: str, ok: bool, detail) -> None:
 def dash_callback(base: str, dependencies: list, output_part: str, inputs: list, outputs: list) -> dict:
     """Call one of the page's callbacks through Dash's HTTP route, as the browser does."""
     (callback,) = [c for c in dependencies if output_part in c["output"]]
-    body = {"output": callback["output"], "outputs": outputs, "inputs": inputs,
+    body = {"output": callback["output"], "outputs": outputs[0] if len(outputs) == 1 else outputs, "inputs": inputs,
             "changedPropIds": [f"{json.dumps(inputs[0]['id'], sort_keys=True, separators=(',', ':'))}."
                                f"{inputs[0]['property']}" if isinstance(inputs[0]["id"], dict)
                                else f"{inputs[0]['id']}.{inputs[0]['property']}"],
