@@ -520,3 +520,12 @@ def test_single_and_multi_coin_photos_share_one_regular_grid_and_long_names_are_
     assert source.bounding_box()["height"] < 1.5 * line  # one line: never broken mid-word
     expect(source.locator(".coin-of")).to_be_visible()  # "· coin 1" stays whole beside the cut name
     screenshot(page, "grid-mixed.png")
+
+
+def test_a_value_too_small_for_a_penny_is_not_shown_as_zero(open_page, tmp_path):
+    page = open_page("en-GB")  # values in pounds, from the language
+    upload(page, photo_files(tmp_path, cent__jpg=coin_picture("red")))  # 1 Australian cent: £0.0049
+    expect(page.get_by_label("Show values in")).to_have_value("GBP")
+    expect(page.locator(".converted-value")).to_have_text(["≈ £0.0049"], timeout=RENDER_TIMEOUT_MS)
+    expect(page.locator(".total-amount")).to_have_text("£0.0049")
+    expect(page.get_by_role("status")).to_have_text("1 coin: 1 Cent; total £0.0049.", timeout=BUSY_TIMEOUT_MS)
