@@ -22,6 +22,16 @@ def coin_name(result: dict) -> str:
     return f"maybe {name}" if result["uncertain"] else name
 
 
+def spoken_total(total: dict) -> str:
+    """``"1.50 EUR"``; a total too small for the currency's minor unit, which ``amount`` rounds to zero, as its
+    ``formatted`` digits (``"$0.003"``), so that it is never announced as nothing."""
+    from decimal import Decimal
+
+    if Decimal(total["amount"]) == 0 and any(digit in total["formatted"] for digit in "123456789"):
+        return total["formatted"]
+    return f"{total['amount']} {total['currency']}"
+
+
 def result_sentence(results: list[dict], conversion: dict | None = None) -> str:
     """Each coin in order and the total: in the chosen currency when ``conversion`` (``CoinSpotter.convert``'s
     answer) has a ``total``, else per currency ("total 1 EUR and 0.25 USD"); then how many files gave no coin."""
@@ -31,7 +41,7 @@ def result_sentence(results: list[dict], conversion: dict | None = None) -> str:
         sentence = NO_COIN_IDENTIFIED
     else:
         total = (conversion or {}).get("total")
-        amounts = ([f"{total['amount']} {total['currency']}"] if total else
+        amounts = ([spoken_total(total)] if total else
                    [f"{entry['amount']} {entry['currency']}" for entry in summary["by_currency"]])
         sentence = f"{counted(summary['coins'], 'coin')}: {', '.join(map(coin_name, coins))}; total {' and '.join(amounts)}"
     if summary["files_failed"]:
