@@ -151,3 +151,19 @@ def test_held_out_real_sources_are_measured_apart_per_currency(folders, tmp_path
     with pytest.raises(SystemExit, match="no source named"):
         evaluate.main([str(models / "student.json"), "--data", str(data), "--real-holdout", str(photos),
                        "--holdout-sources", "nowhere", "--out", str(out), "--latency-repeats", "0"])
+
+
+def test_the_whole_picture_protocol_is_kept_beside_the_servers_way_on_the_card(run, folders, tmp_path):
+    import shutil
+
+    data, _, _ = folders
+    _, models = run
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    before = read_card(copy / "student.json").metrics
+    assert evaluate.main([str(copy / "student.json"), "--data", str(data), "--catalogue-view", "whole",
+                          "--out", str(tmp_path / "whole"), "--latency-repeats", "0", "--update-card"]) == 0
+    metrics = read_card(copy / "student.json").metrics
+    assert metrics["validation"] == before["validation"]  # the server's-way figures stay
+    assert metrics["whole_picture"]["validation"]["images"] == 6
+    assert "--catalogue-view whole" in metrics["whole_picture"]["measured_by"]

@@ -639,7 +639,9 @@ def main(argv=None) -> int:
                                                          if k not in ("measured_by", "leak_free_rule")}))
         if args.update_card:
             card = read_card(card_path)
-            card.metrics = report["card_metrics"]
+            # the original's protocol (whole catalogue pictures) is kept beside the server's-way figures
+            card.metrics = (report["card_metrics"] if args.catalogue_view == "localised"
+                            else {**card.metrics, "whole_picture": report["card_metrics"]})
             card.save(card_path)
             log.info("wrote the headline figures into %s", card_path)
     log.info("reports in %s", args.out)
