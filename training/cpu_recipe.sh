@@ -78,7 +78,7 @@ for step in $STEPS; do
     student_real) catalogue_model student; python training/finetune.py --name student_real --init "$RUNS/init/student.h5" "${real[@]}" \
       --epochs 7 --steps-per-epoch 250 ;;
     deep_real) catalogue_model mobilenetv2_deep; python training/finetune.py --name deep_real --init "$RUNS/init/mobilenetv2_deep.h5" "${real[@]}" \
-      --epochs 4 --steps-per-epoch 200 --seed 1 ;;
+      --epochs 3 --steps-per-epoch 200 --seed 1 ;;
     bundle_real)
       python training/bundle.py "$MODELS/student_real.json" --as student --out web-app/models
       python training/bundle.py "$MODELS/deep_real.json" --as mobilenetv2_deep --out web-app/models
