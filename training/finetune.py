@@ -237,14 +237,21 @@ def build_network(args, classes: int):
 
     if args.init:
         init = load_keras_model(Path(args.init))
-        arch = "mobilenetv2" if "mobilenet" in init.name else args.arch
-        model, _ = build_model(arch, args.image_size, "none", classes, 0.3, 256)
+        model, _ = build_model(arch_of(init, args.arch), args.image_size, "none", classes, 0.3, 256)
         model.set_weights(init.get_weights())
     else:
         model, _ = build_model(args.arch, args.image_size, args.weights, classes, 0.3, 256)
     for layer in iter_layers(model):
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     return model
+
+
+def arch_of(model, default: str) -> str:
+    """train.py's architecture name of a model it built (it names them after the architecture)."""
+    from train import ARCHS
+
+    name = model.name.replace("_", "-")
+    return name if name in ARCHS else "mobilenetv2" if "mobilenet" in name else default
 
 
 def iter_layers(model):
@@ -268,7 +275,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from coinspotter.augment import photo_augmenter
-    from train import plot_history, validation_pictures
+    from train import ARCHS, plot_history, validation_pictures
 
     keras.utils.set_random_seed(args.seed)
     work = Path(args.work) / args.name
@@ -374,7 +381,8 @@ def main(argv=None) -> int:
     plot_history(state["history"], work / "curves.png", args.name)
     model.load_weights(best_path)
     keras.mixed_precision.set_global_policy("float32")
-    served = build_network(argparse.Namespace(**{**vars(args), "init": None, "weights": "none"}), classes)
+    arch = arch_of(model, args.arch)
+    served = build_network(argparse.Namespace(**{**vars(args), "arch": arch, "init": None, "weights": "none"}), classes)
     served.set_weights(model.get_weights())  # float32 layers: what the server loads
 
     out = Path(args.out)
@@ -383,10 +391,10 @@ def main(argv=None) -> int:
     served.save(model_path)
     card = ModelCard(
         name=args.name,
-        display_name=("MobileNetV2, distilled end to end" if teachers else "MobileNetV2, fine-tuned end to end")
-        + " on catalogue faces and real photos",
-        architecture=f"MobileNetV2 alpha 1.0, {args.image_size} px; every layer fine-tuned (BatchNorm statistics kept), "
-        "head: global average pooling, dense",
+        display_name=f"{ARCHS[arch][2]}, " + ("distilled" if teachers else "fine-tuned")
+        + " end to end on catalogue faces and real photos",
+        architecture=f"{ARCHS[arch][2]}, {args.image_size} px; every layer fine-tuned (BatchNorm statistics kept), head: "
+        + ("1x1 reduction, bilinear pooling, signed sqrt, L2 norm, dense" if arch == "bilinear-xception" else "global average pooling, dense"),
         class_ids=class_ids,
         input_size=args.image_size,
         file=model_path.name,
