@@ -82,11 +82,15 @@ for step in $STEPS; do
     bundle_real)
       python training/bundle.py "$MODELS/student_real.json" --as student --out web-app/models
       python training/bundle.py "$MODELS/deep_real.json" --as mobilenetv2_deep --out web-app/models
+      # the temperature is baked into the .h5, so the TFLite copies are made after it, and the turns' temperature
+      # is fitted on what is served (the copies)
       for m in student mobilenetv2_deep; do
         python training/calibrate.py "web-app/models/$m.json" --data "$DATA" --audit reports/audit.json
-        python training/calibrate.py "web-app/models/$m.json" --data "$DATA" --audit reports/audit.json --tta 8
       done
       python training/export_tflite.py --models web-app/models
+      for m in student mobilenetv2_deep; do
+        python training/calibrate.py "web-app/models/$m.json" --data "$DATA" --audit reports/audit.json --tta 8
+      done
       python training/ensemble.py --members mobilenetv2_deep student --out web-app/models \
         --display-name "Ensemble: two MobileNetV2s fine-tuned end to end on real photos" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
