@@ -80,6 +80,15 @@ def check_pictures(size: int) -> np.ndarray:
     return batch_model_input(pictures, size)
 
 
+def swaps_beyond_near_ties(expected: np.ndarray, got: np.ndarray, tolerance: float) -> int:
+    """Pictures whose first class the copy changed where the .h5 was not near a tie: a generated picture can
+    leave two classes nearly level, and there float16 rounding may swap them. A swap counts only where the
+    .h5 put its first class ahead of the copy's first by more than 2 * ``tolerance``."""
+    rows = np.arange(len(expected))
+    margins = expected[rows, expected.argmax(1)] - expected[rows, got.argmax(1)]
+    return int((margins > 2 * tolerance).sum())
+
+
 def is_fresh(card: ModelCard, sha256: str) -> bool:
     serving = card.serving or {}
     return bool(serving.get("file") and serving.get("source_sha256") == sha256 and serving.get("cam")
@@ -115,14 +124,15 @@ def export_card(card: ModelCard, variant_default: str, tolerance: float, command
     expected, got = keras_classifier.predict_arrays(pictures), lite.predict_arrays(pictures)
     top1_agrees = float((expected.argmax(1) == got.argmax(1)).mean())
     difference = float(np.abs(expected - got).max())
+    swapped_beyond_ties = swaps_beyond_near_ties(expected, got, tolerance)
     checked = {"pictures": len(pictures), "top1_agrees_with_h5": top1_agrees,
-               "max_probability_difference": round(difference, 6)}
+               "top1_swaps_beyond_near_ties": swapped_beyond_ties, "max_probability_difference": round(difference, 6)}
     if layer:
         classes = expected.argmax(1)
         heat_h5 = GradCam(model).heatmaps(pictures, classes)
         heat_lite = ClassActivationMap(lite).heatmaps(pictures, classes)
         checked["max_heat_map_difference"] = round(float(np.abs(heat_h5 - heat_lite).max()), 6)
-    if top1_agrees < 1.0 or difference > tolerance:
+    if swapped_beyond_ties or difference > tolerance:
         temporary_target.unlink(missing_ok=True)
         temporary_cam.unlink(missing_ok=True)
         return False, (f"{card.name}: the {variant} copy disagrees with {card.file} on generated pictures "

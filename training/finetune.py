@@ -16,12 +16,13 @@ real photos keep their own.
 Both kinds of picture are prepared once the way the server prepares an upload (the localiser's crop,
 letterboxed: ``evaluate.classifier_view`` and ``preprocessing.to_model_input``) and kept in memory.
 ``--holdout-sources`` keeps whole real-photo sources out of training, to measure on photographers and
-cameras the model has not seen (``evaluate.py --real-photos-holdout``).
+cameras the model has not seen (``evaluate.py --real-holdout``).
 
 Checkpoints every epoch (weights, optimizer and the sampler's position); ``--resume`` continues a stopped
-run exactly where it was. The best epoch by leak-free validation top-1 (one face, the server's way) is
-what is saved as ``<out>/<name>.h5`` with its card; the held-out real sources are reported each epoch
-too but choose nothing.
+run exactly where it was. The last epoch of the schedule is saved as ``<out>/<name>.h5`` with its card
+(``--select best``: the best by leak-free validation top-1 instead; catalogue validation says little about
+real photos, and it picked the first, least real-trained epoch of a short run). Leak-free validation and
+the held-out real sources are reported each epoch.
 """
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def parse_args(argv=None):
     parser.add_argument("--teachers", nargs="*", default=[], help="model cards of trained teachers to distil from")
     parser.add_argument("--temperature", type=float, default=5.0, help="distillation temperature T")
     parser.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term (with --teachers)")
+    parser.add_argument("--select", choices=("last", "best"), default="last",
+                        help="the epoch saved: the last of the schedule, or the best by leak-free validation top-1")
     parser.add_argument("--limit", type=int, help="at most this many catalogue pictures (tests)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
@@ -379,7 +382,10 @@ def main(argv=None) -> int:
         state_path.write_text(json.dumps(state, indent=1))
 
     plot_history(state["history"], work / "curves.png", args.name)
-    model.load_weights(best_path)
+    if state["epoch"] == 0:
+        raise SystemExit("no epoch was trained (--epochs 0): there is no model to save")
+    chosen = state["epoch"] if args.select == "last" else state["best_epoch"]
+    model.load_weights(checkpoint if args.select == "last" else best_path)
     keras.mixed_precision.set_global_policy("float32")
     arch = arch_of(model, args.arch)
     served = build_network(argparse.Namespace(**{**vars(args), "arch": arch, "init": None, "weights": "none"}), classes)
@@ -403,7 +409,8 @@ def main(argv=None) -> int:
             f"({real_count} real photos and {args.batch_size - real_count} catalogue faces per batch, each class-balanced), "
             "fresh augmentation every step (coinspotter.augment.photo_augmenter), AdamW with warm-up and cosine, "
             f"label smoothing {args.label_smoothing}" + (", bfloat16 mixed precision" if args.mixed_precision else "")
-            + f"; best epoch by leak-free validation: {state['best_epoch']}",
+            + (f"; the last epoch kept ({chosen})" if args.select == "last"
+               else f"; the best epoch by leak-free validation kept ({chosen})"),
             "init": Path(args.init).name if args.init else None,
             "weights": None if args.init else (args.weights if args.weights in ("imagenet", "none") else Path(args.weights).name),
             "teachers": [Path(t).stem for t in args.teachers], "temperature": args.temperature if teachers else None,
@@ -415,11 +422,11 @@ def main(argv=None) -> int:
             "command": "python training/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "history": state["history"],
         },
-        metrics={"validation_leak_free_top1_at_selection": state["best"]},
+        metrics={"validation_leak_free_top1_at_selection": state["history"][chosen - 1]["val_leak_free_top1"] if chosen else None},
     )
     card.save(out / f"{args.name}.json")
-    log.info("saved %s (%.1f MB); best leak-free validation top-1 %.4f at epoch %d",
-             model_path, model_path.stat().st_size / 1e6, state["best"], state["best_epoch"])
+    log.info("saved %s (%.1f MB): epoch %d (%s); best leak-free validation top-1 %.4f at epoch %d",
+             model_path, model_path.stat().st_size / 1e6, chosen, args.select, state["best"], state["best_epoch"])
     return 0
 
 
