@@ -148,8 +148,8 @@ def crop_box_for(item: Detection, margin: float = BOX_MARGIN) -> CoinBox:
 class CoinFinder:
     """The detector's files, loaded once (thread-safe), and the search of one photo."""
 
-    def __init__(self, folder: Path | str = DEFAULT_DIR, backend: str | None = None):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path | str | None = DEFAULT_DIR, backend: str | None = None):
+        self.folder = Path(folder) if folder is not None else None  # None: Hough only, by choice (no warning)
         self.backend_wanted = backend or os.environ.get("COINSPOTTER_FINDER_BACKEND", "auto")  # auto|tflite|keras
         self.card: dict = {}
         self._run = None
@@ -172,6 +172,9 @@ class CoinFinder:
             if self._loaded:
                 return self._run is not None
             self._loaded = True
+            if self.folder is None:
+                self.error = "Hough localiser chosen (COINSPOTTER_FINDER=hough)"
+                return False
             try:
                 card_path = self.folder / f"{NAME}.json"
                 self.card = json.loads(card_path.read_text()) if card_path.exists() else {}
@@ -222,12 +225,19 @@ class CoinFinder:
             return run_keras, "keras"
         raise FileNotFoundError(f"no {tflite.name} in {self.folder} (backend {wanted!r})")
 
-    def detect(self, image: Image.Image, threshold: float | None = None) -> list[Detection] | None:
-        """The coins' tight boxes in photo pixels (clipped to it), most probable first; None without a model."""
+    def outputs(self, image: Image.Image) -> tuple[np.ndarray, float] | None:
+        """The network's raw (GRID, GRID, 5) output for ``image`` and the letterbox scale; None without a model."""
         if not self.load():
             return None
         canvas, scale = letterbox(image)
-        output = self._run(model_input(canvas))
+        return self._run(model_input(canvas)), scale
+
+    def detect(self, image: Image.Image, threshold: float | None = None) -> list[Detection] | None:
+        """The coins' tight boxes in photo pixels (clipped to it), most probable first; None without a model."""
+        raw = self.outputs(image)
+        if raw is None:
+            return None
+        output, scale = raw
         found = decode(output, self.score_threshold if threshold is None else threshold, scale)
         found = one_box_per_coin(found, self.same_coin_overlap)
         return [clip_detection(item, image.width, image.height) for item in found]
@@ -237,7 +247,8 @@ class CoinFinder:
         found = self.detect(image)
         if found is None:
             result = locate_coins(image)
-            result.method = f"hough-edges (coin finder unavailable: {self.error})"
+            result.method = f"hough-edges ({self.error})" if self.folder is None else \
+                f"hough-edges (coin finder unavailable: {self.error})"
             return result
         if not found:
             return LocalizationResult([], method=f"coin-finder ({self.backend}): no coin found")
@@ -256,11 +267,13 @@ _default_lock = threading.Lock()
 
 
 def default_finder() -> CoinFinder:
-    """The process's finder, from ``COINSPOTTER_FINDER_DIR`` or the bundled folder."""
+    """The process's finder, from ``COINSPOTTER_FINDER_DIR`` or the bundled folder; ``COINSPOTTER_FINDER=hough``
+    chooses today's Hough localiser instead (the plumbing tests do: their flat painted discs are not coins)."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = CoinFinder(os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
+            hough = os.environ.get("COINSPOTTER_FINDER", "").strip().lower() == "hough"
+            _default = CoinFinder(None if hough else os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
         return _default
 
 
