@@ -300,6 +300,16 @@ def _lighting_field(rng: np.random.Generator, width: int, height: int) -> np.nda
 # axis-aligned box round its (possibly slanted) disc.
 
 PHOTO_BACKGROUNDS = BACKGROUNDS + ("fabric", "polka", "grid")
+MIN_VISIBLE_SHARE = 0.4  # a coin less visible than this under the coins on it is not labelled
+
+
+def _mark(mask: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> None:
+    """mask[y0:, x0:] |= patch over their overlap."""
+    height, width = mask.shape
+    side_y, side_x = patch.shape
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side_x, width), min(y0 + side_y, height)
+    if cx0 < cx1 and cy0 < cy1:
+        mask[cy0:cy1, cx0:cx1] |= patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
 
 
 @dataclass
@@ -462,8 +472,8 @@ def make_photo_scene(
         for _ in range(int(rng.integers(1, 5))):
             radius = float(np.exp(rng.uniform(*np.log(radius_range)))) * longer
             negatives.append(_hard_negative(rng, canvas, radius))
-    # One slant for the whole photo (the camera's), a little wobble per coin.
-    squash_all = float(rng.uniform(0.65, 1.0)) if rng.random() < 0.4 else 1.0
+    # One slant for the whole photo (the camera's, down to a low angle), a little wobble per coin.
+    squash_all = float(rng.uniform(0.45, 1.0)) if rng.random() < 0.5 else 1.0
     angle_all = float(rng.uniform(0, 180))
     low, high = np.log(radius_range[0]), np.log(radius_range[1])
     if n_coins > 6:  # a purse emptied: smaller coins
@@ -471,6 +481,8 @@ def make_photo_scene(
     scene_scale = float(np.exp(rng.uniform(low, high)))  # coins of one photo are of similar size
     placed: list[tuple[float, float, float]] = []
     crowd = rng.random() < 0.5  # coins touching and overlapping, or lying apart
+    pile = crowd and rng.random() < 0.4  # a heap: coins lying on each other, up to about half hidden
+    closest, gaps = (0.5, (0.5, 0.95)) if pile else (0.78, (0.8, 1.02))
     for _ in range(n_coins):
         radius = scene_scale * float(rng.uniform(0.7, 1.35)) * longer
         radius = max(radius, 6.0)
@@ -479,16 +491,18 @@ def make_photo_scene(
             if crowd and placed and rng.random() < 0.7:  # next to a coin already there
                 ox, oy, other = placed[int(rng.integers(len(placed)))]
                 direction = rng.uniform(0, 2 * np.pi)
-                gap = (other + radius) * rng.uniform(0.8, 1.02)
+                gap = (other + radius) * rng.uniform(*gaps)
                 cx, cy = ox + gap * np.cos(direction), oy + gap * np.sin(direction)
                 if not (radius <= cx <= width - radius and radius <= cy <= height - radius):
                     continue
             nearest = min((np.hypot(cx - ox, cy - oy) / (radius + other) for ox, oy, other in placed), default=9.0)
-            if nearest >= (0.78 if crowd else 1.05):
+            if nearest >= (closest if crowd else 1.05):
                 placed.append((cx, cy, radius))
                 break
     boxes = []
-    for cx, cy, radius in placed:
+    on_top = np.full((height, width), -1, np.int32)  # which coin is seen at each pixel
+    areas = []
+    for number, (cx, cy, radius) in enumerate(placed):
         cutout = faces[int(rng.integers(len(faces)))] if faces and rng.random() < 0.8 else draw_coin(rng, 129)
         cutout = _rotated(cutout, float(rng.uniform(0, 360)))
         gain = rng.uniform(0.7, 1.2) * rng.uniform(0.93, 1.07, 3).astype(np.float32)
@@ -510,11 +524,18 @@ def make_photo_scene(
             rgb = rgb + spot[..., None] * rng.uniform(60, 180)
         _blend(canvas, np.clip(rgb, 0, 255), alpha, x0, y0)
         boxes.append((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+        cover = np.zeros((height, width), bool)
+        _mark(cover, alpha > 0.5, x0, y0)
+        on_top[cover] = number
+        areas.append(max(1, int(cover.sum())))
+    # A coin mostly hidden under others is not one a person would count from the photo either.
+    seen = np.bincount(on_top[on_top >= 0].ravel(), minlength=len(placed))
+    boxes = [box for box, visible, area in zip(boxes, seen, areas) if visible / area >= MIN_VISIBLE_SHARE]
     if rng.random() < 0.5:
         canvas *= _lighting_field(rng, width, height)[..., None]
-    if rng.random() < 0.4:  # colour cast (white balance), sometimes strong
-        canvas *= rng.uniform(0.7, 1.25, 3).astype(np.float32)
-    if rng.random() < 0.05:  # a channel swap, as some phone exports have
+    if rng.random() < 0.5:  # colour cast (white balance), sometimes strong
+        canvas *= rng.uniform(0.6, 1.35, 3).astype(np.float32)
+    if rng.random() < 0.1:  # a channel swap, as some phone exports have
         canvas = canvas[..., ::-1].copy()
     if rng.random() < 0.3:
         canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.5, 1.8))

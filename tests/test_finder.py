@@ -94,8 +94,9 @@ def test_a_bimetallic_coin_is_one_coin_not_two(finder):
     side = coin.alpha.shape[0]
     yy, xx = np.mgrid[0:side, 0:side] - side / 2 + 0.5
     core = np.hypot(xx, yy) < 0.62 * side / 2
-    coin.rgb[core] = [200, 200, 195]  # a silver core in a brass ring, with a crisp inner circle
-    coin.rgb[~core] = np.clip(coin.rgb[~core] * [1.1, 0.95, 0.5], 0, 255)
+    relief = coin.rgb.mean(axis=2, keepdims=True) / coin.rgb.mean()  # keep the drawn relief, recolour the metal
+    silver, brass = relief * np.array([195, 195, 190]), relief * np.array([205, 170, 70])
+    coin.rgb[:] = np.clip(np.where(core[..., None], silver, brass), 0, 255)  # a silver core in a brass ring
     _paste(canvas, coin, circle)
     found = finder.detect(Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)))
     assert_found([circle], found)
@@ -178,3 +179,17 @@ def test_the_service_finds_coins_with_the_learned_finder(monkeypatch, finder):
     assert result.method == "coin-finder (keras)"
     assert len(result.boxes) == 2
     assert [box.cx < 300 for box in result.boxes] == [True, False]  # reading order
+
+
+@bundled
+@pytest.mark.parametrize("picture", [
+    Image.new("RGB", (1, 1), (200, 150, 50)),
+    Image.new("RGB", (4000, 12), (90, 90, 90)),  # a thin strip: scaled to 384 x 1
+    Image.new("L", (300, 200), 128),
+    Image.new("RGBA", (300, 200), (10, 20, 30, 0)),
+], ids=["1x1", "strip", "grey", "rgba"])
+def test_odd_pictures_give_an_answer_not_an_error(finder, picture):
+    found = finder.detect(picture)
+    assert isinstance(found, list)
+    for item in found:
+        assert 0 <= item.x0 <= item.x1 <= picture.width and 0 <= item.y0 <= item.y1 <= picture.height

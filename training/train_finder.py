@@ -336,7 +336,11 @@ def command_train(args) -> int:
         start_epoch = json.loads(state_path.read_text())["epochs_done"]
         log.info("resumed from %s after epoch %d", checkpoint, start_epoch)
     else:
-        model = build_model(str(args.weights))
+        if args.init:  # a trained finder's weights, a fresh optimiser and schedule (a second stage)
+            model = keras.saving.load_model(args.init, compile=False)
+            log.info("weights from %s", args.init)
+        else:
+            model = build_model(str(args.weights))
         for layer in model.layers:  # the stem and first blocks stay as ImageNet made them (speed, small data)
             if layer.name.startswith(("Conv1", "bn_Conv1", "expanded_conv", "block_1_", "block_2_")):
                 layer.trainable = False
@@ -459,8 +463,8 @@ def command_tune(args) -> int:
     grid = {}
     for label, pairs in sets.items():
         outputs = predict_outputs(model_path, [image for image, _ in pairs])
-        for threshold in np.arange(0.15, 0.71, 0.05):
-            for overlap in (0.6, 0.7, 0.8):
+        for threshold in np.arange(0.15, 0.81, 0.05):
+            for overlap in (0.5, 0.6, 0.7, 0.8, 0.9):
                 tp = fp = fn = exact = 0
                 for (image, truth), output in zip(pairs, outputs):
                     scale = letterbox(image)[1]
@@ -549,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="carry on from WORK/checkpoint.keras")
+    train.add_argument("--init", type=Path, default=None,
+                       help="start from this trained finder (.keras) instead of ImageNet (fresh optimiser)")
     train.add_argument("--calibration-batches", type=int, default=40,
                        help="batches over which batch norm is re-estimated at the end (WORK/final.keras)")
     calibrate = commands.add_parser("calibrate", help="re-estimate batch norm of WORK/checkpoint.keras")
