@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coinspotter.finder import DEFAULT_DIR, STRIDE, CoinFinder, decode, one_box_per_coin  # noqa: E402
+from coinspotter.finder import DEFAULT_DIR, STRIDE, CoinFinder  # noqa: E402
 from coinspotter.localize import find_circles  # noqa: E402
 from coinspotter.scene_metrics import match_boxes  # noqa: E402
 from training.train_finder import read_scene_boxes  # noqa: E402
@@ -106,9 +106,9 @@ def main(argv=None) -> int:
         hough = hough_boxes(image)
         times["hough"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        output, scale = finder.outputs(image)
-        found = one_box_per_coin(decode(output, threshold, scale), overlap)
+        found = finder.detect(image)  # as served: with the second look for a close-up when nothing is found
         times["finder"].append(time.perf_counter() - started)
+        output, scale = finder.outputs(image)
         boxes = {"hough": hough, "finder": [(d.x0, d.y0, d.x1, d.y1) for d in found],
                  "hough+finder gate": gated(hough, output, scale, threshold)}
         source = Path(name).name.split("__")[0]

@@ -45,6 +45,10 @@ NAME = "coin_finder"
 SCORE_THRESHOLD = 0.35
 SAME_COIN_OVERLAP = 0.7  # intersection over the smaller box's area above which two boxes are one coin
 MAX_COINS = 100
+# The second look for a close-up (see CoinFinder.detect): the photo at this fraction of the input side, and only
+# coins whose radius there is at least this many input pixels (a coin at least half the photo across).
+CLOSE_UP_FILL = 0.5
+CLOSE_UP_MIN_RADIUS = 0.25 * INPUT_SIDE * CLOSE_UP_FILL
 
 
 @dataclass(frozen=True)
@@ -73,18 +77,19 @@ class Detection:
         return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
 
 
-def letterbox(image: Image.Image, side: int = INPUT_SIDE) -> tuple[np.ndarray, float]:
-    """(side, side, 3) uint8 with the photo scaled to a longer side of ``side`` at the top left, and the scale."""
+def letterbox(image: Image.Image, side: int = INPUT_SIDE, fill: float = 1.0) -> tuple[np.ndarray, float]:
+    """(side, side, 3) uint8 with the photo scaled to a longer side of ``side * fill`` at the top left, and the
+    scale from the photo's pixels to the square's."""
     image = image.convert("RGB")
     longer = max(image.size)
     if longer >= 4 * side:  # a phone photo: a cheap box-filter reduction first, then the fine resize
         image = image.reduce(longer // (2 * side))
-    scale = side / max(image.size)
+    scale = max(1, round(side * fill)) / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     small = np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=None))
     canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)
     canvas[: size[1], : size[0]] = small
-    return canvas, side / longer
+    return canvas, max(1, round(side * fill)) / longer
 
 
 def model_input(canvas: np.ndarray) -> np.ndarray:
@@ -225,11 +230,11 @@ class CoinFinder:
             return run_keras, "keras"
         raise FileNotFoundError(f"no {tflite.name} in {self.folder} (backend {wanted!r})")
 
-    def outputs(self, image: Image.Image) -> tuple[np.ndarray, float] | None:
+    def outputs(self, image: Image.Image, fill: float = 1.0) -> tuple[np.ndarray, float] | None:
         """The network's raw (GRID, GRID, 5) output for ``image`` and the letterbox scale; None without a model."""
         if not self.load():
             return None
-        canvas, scale = letterbox(image)
+        canvas, scale = letterbox(image, fill=fill)
         return self._run(model_input(canvas)), scale
 
     def detect(self, image: Image.Image, threshold: float | None = None) -> list[Detection] | None:
@@ -238,8 +243,14 @@ class CoinFinder:
         if raw is None:
             return None
         output, scale = raw
-        found = decode(output, self.score_threshold if threshold is None else threshold, scale)
-        found = one_box_per_coin(found, self.same_coin_overlap)
+        threshold = self.score_threshold if threshold is None else threshold
+        found = one_box_per_coin(decode(output, threshold, scale), self.same_coin_overlap)
+        if not found and CLOSE_UP_FILL:
+            # Nothing found: perhaps one coin filling the frame (a close-up), larger than any the network saw
+            # whole in training. Look again with the photo at half size, where such a coin has a usual size.
+            output, scale = self.outputs(image, fill=CLOSE_UP_FILL)
+            found = [item for item in one_box_per_coin(decode(output, threshold, scale), self.same_coin_overlap)
+                     if item.radius * scale >= CLOSE_UP_MIN_RADIUS]
         return [clip_detection(item, image.width, image.height) for item in found]
 
     def locate(self, image: Image.Image) -> LocalizationResult:

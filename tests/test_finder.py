@@ -193,3 +193,10 @@ def test_odd_pictures_give_an_answer_not_an_error(finder, picture):
     assert isinstance(found, list)
     for item in found:
         assert 0 <= item.x0 <= item.x1 <= picture.width and 0 <= item.y0 <= item.y1 <= picture.height
+
+
+@bundled
+def test_a_close_up_coin_filling_the_photo_is_one_coin(finder):
+    circle = Circle(200, 200, 180)  # 90% of the picture across: the second, half-size look finds it
+    found = finder.detect(scene([circle], "plain", size=(400, 400), seed=14))
+    assert_found([circle], found)
