@@ -3,7 +3,10 @@
  * The chosen files go on as they are, unless the request would be over a limit the server enforces anyway
  * (files per request, bytes per request): then only their names and sizes go, and the server answers
  * with a message saying which limit, instead of the page sending tens of megabytes to be refused.
- * Each file's own problems (too large, not an image) are the server's to report, per file.
+ * A photo over the per-photo limit (COINSPOTTER_MAX_FILE_BYTES, handed over as limits.max_bytes_per_file) is
+ * held back on its own: its content goes as null, its size as it is, and the server answers that photo's card
+ * with its message ("The file is 30 MB; the limit is 15 MB per photo.") beside the others' results.
+ * Each file's other problems (not an image, damaged) are the server's to report, per file.
  */
 (function () {
   // decoded size of a data URL's base64 payload: 3 bytes per 4 characters, less the padding
@@ -49,9 +52,12 @@
         const all = order.map((index) => given[index]);
         const names = order.map((index) => givenNames[index]);
         const sizes = all.map(payloadBytes);
-        const total = sizes.reduce((sum, size) => sum + size, 0);
+        const perPhoto = limits.max_bytes_per_file;
+        const tooLarge = sizes.map((size) => Number.isFinite(perPhoto) && size > perPhoto);
+        const sent = all.map((content, index) => (tooLarge[index] ? null : content));
+        const total = sizes.reduce((sum, size, index) => sum + (tooLarge[index] ? 0 : size), 0);
         const fits = all.length <= limits.max_files && total <= limits.page_upload_bytes;
-        return { names: names, sizes: sizes, contents: fits ? all : null };
+        return { names: names, sizes: sizes, contents: fits ? sent : null };
       },
     },
   });

@@ -201,6 +201,15 @@ def update_card(card_path: Path, result: dict, choice: str | None, files: dict[s
             "measured_by": result["measured_by"],
             "measured_at": result["measured_at"],
         }
+        # the dense kernel beside it, for "Show why" without TensorFlow (as training/export_tflite.py writes it)
+        from coinspotter.compact import NotPooledDense, cam_file_name, write_cam_kernel
+        from coinspotter.inference import load_keras_model
+
+        try:
+            layer = write_cam_kernel(load_keras_model(card.model_path), folder / cam_file_name(card.name))
+            card.serving.update(cam=cam_file_name(card.name), feature_layer=layer)
+        except NotPooledDense as error:
+            log.warning("%s: no class activation map: %s", card.name, error)
         message = f"{card.name}: serving {target.name}"
     card.save(card_path)
     if previous and previous != card.serving.get("file") and re.fullmatch(rf"{re.escape(card.name)}\.\w+\.tflite", previous):

@@ -23,6 +23,16 @@ def coin_name(result: dict) -> str:
     return f"maybe {name}" if result["uncertain"] else name
 
 
+def spoken_total(total: dict) -> str:
+    """``"1.50 EUR"``; a total too small for the currency's minor unit, which ``amount`` rounds to zero, as its
+    ``formatted`` digits (``"$0.003"``), so that it is never announced as nothing."""
+    from decimal import Decimal
+
+    if Decimal(total["amount"]) == 0 and any(digit in total["formatted"] for digit in "123456789"):
+        return total["formatted"]
+    return f"{total['amount']} {total['currency']}"
+
+
 def result_sentence(results: list[dict], conversion: dict | None = None) -> str:
     """Each coin the model is sure of and their total: in the chosen currency when ``conversion``
     (``CoinSpotter.convert``'s answer) has a ``total``, else per currency ("total 1 EUR and 0.25 USD"); then,
@@ -40,7 +50,7 @@ def result_sentence(results: list[dict], conversion: dict | None = None) -> str:
     else:
         total = conversion.get("total")
         if sure:
-            amounts = ([f"{total['amount']} {total['currency']}"] if total else
+            amounts = ([spoken_total(total)] if total else
                        [f"{entry['amount']} {entry['currency']}" for entry in summary["by_currency"]])
             sentence = f"{counted(len(sure), 'coin')}: {', '.join(map(coin_name, sure))}; total {' and '.join(amounts)}"
         else:

@@ -10,6 +10,8 @@ All custom layers are registered and serialisable; pictures are float RGB in 0..
 """
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -162,6 +164,99 @@ class RandomSensorNoise(_SeededLayer):
         return {**super().get_config(), "max_stddev": self.max_stddev}
 
 
+def border_colour(images):
+    """Mean colour of each picture's outermost two-pixel frame: (batch, 1, 1, 3). What a turned, shifted
+    or tilted picture's uncovered corners are filled with, so they read as more of the same background."""
+    frame = tf.concat([
+        tf.reshape(images[:, :2], (tf.shape(images)[0], -1, 3)),
+        tf.reshape(images[:, -2:], (tf.shape(images)[0], -1, 3)),
+        tf.reshape(images[:, :, :2], (tf.shape(images)[0], -1, 3)),
+        tf.reshape(images[:, :, -2:], (tf.shape(images)[0], -1, 3)),
+    ], axis=1)
+    return tf.reduce_mean(frame, axis=1)[:, None, None, :]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomCameraGeometry(_SeededLayer):
+    """Where a phone puts the coin: turned by up to ``max_turn_degrees`` either way, scaled by a factor in
+    ``scale`` (above 1: the coin fills more of the crop), shifted by up to ``shift`` of the side, and tilted
+    (a projective keystone of up to ``tilt``), all as one projective transform so the picture is resampled
+    once. Uncovered corners take the picture's border colour: never a mirror of the coin, whose reflected
+    slivers would teach the model rims that no photo has."""
+
+    def __init__(self, max_turn_degrees: float = 180.0, scale=(0.8, 1.3), shift: float = 0.06,
+                 tilt: float = 0.12, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= max_turn_degrees <= 180:
+            raise ValueError(f"max_turn_degrees must be within 0..180, got {max_turn_degrees}")
+        self.max_turn_degrees = max_turn_degrees
+        self.scale = tuple(scale)
+        self.shift = shift
+        self.tilt = tilt
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images, tf.float32)
+        batch = tf.shape(images)[0]
+        height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
+        turn = self.uniform((batch,), -self.max_turn_degrees, self.max_turn_degrees) * (3.14159265 / 180.0)
+        scale = tf.exp(self.uniform((batch,), math.log(self.scale[0]), math.log(self.scale[1])))
+        shift_x = self.uniform((batch,), -self.shift, self.shift) * width
+        shift_y = self.uniform((batch,), -self.shift, self.shift) * height
+        # keystone: the projective row, in units of the half side
+        tilt_x = self.uniform((batch,), -self.tilt, self.tilt) / (width / 2)
+        tilt_y = self.uniform((batch,), -self.tilt, self.tilt) / (height / 2)
+        centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+        # The op maps each output pixel (x, y) to the input pixel it reads. With u = x - cx, v = y - cy:
+        # input = cx + shift + R(turn) (u, v) / scale, divided by k = 1 + tilt_x u + tilt_y v.
+        cos, sin = tf.cos(turn) / scale, tf.sin(turn) / scale
+        ones = tf.ones_like(turn)
+        a0, a1 = cos, -sin
+        b0, b1 = sin, cos
+        offset_x, offset_y = centre_x + shift_x, centre_y + shift_y
+        # (x, y) -> homogeneous input: numerator rows, with u, v expanded into x, y
+        c0, c1 = tilt_x, tilt_y
+        k_const = ones - c0 * centre_x - c1 * centre_y
+        row_x = [a0 + offset_x * c0, a1 + offset_x * c1, -a0 * centre_x - a1 * centre_y + offset_x * k_const]
+        row_y = [b0 + offset_y * c0, b1 + offset_y * c1, -b0 * centre_x - b1 * centre_y + offset_y * k_const]
+        transforms = tf.stack(row_x + row_y + [c0, c1], axis=1) / k_const[:, None]
+        border = border_colour(images)
+        moved = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images - border, transforms=transforms, output_shape=tf.shape(images)[1:3],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+        return tf.clip_by_value(moved + border, 0, 255)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_turn_degrees": self.max_turn_degrees, "scale": list(self.scale),
+                "shift": self.shift, "tilt": self.tilt}
+
+
+def photo_augmenter(seed: int = 0, background_rate: float = 0.6, colour_cast: float = 0.3, tint: float = 0.1,
+                    max_turn_degrees: float = 180.0) -> keras.Sequential:
+    """The augmentation applied afresh to every picture each time training sees it (``training/finetune.py``):
+    a phone photo's geometry (``RandomCameraGeometry``: turn, scale, shift, tilt, border-colour corners),
+    light (uneven, white balance and tint, brightness, contrast, saturation), blur, sensor noise and JPEG.
+    ``background_rate``: how often the surface around the coin is replaced (``RandomBackground``) — catalogue
+    faces, shot on plain studio backgrounds, want it; real photos, which have real tables, take 0."""
+    layers = [RandomBackground(rate=background_rate, seed=seed + 1)] if background_rate > 0 else []
+    layers += [
+        RandomCameraGeometry(max_turn_degrees, seed=seed + 2),
+        RandomUnevenLight(seed=seed + 3),
+        RandomColorTemperature(colour_cast, tint, seed=seed + 4),
+        keras.layers.RandomBrightness(0.3, value_range=(0, 255), seed=seed + 5),
+        keras.layers.RandomContrast(0.35, value_range=(0, 255), seed=seed + 6),
+        keras.layers.RandomSaturation((0.25, 0.75), value_range=(0, 255), seed=seed + 7),
+        keras.layers.RandomGaussianBlur(factor=0.6, sigma=(0.1, 2.0), value_range=(0, 255), seed=seed + 8),
+        RandomSensorNoise(10.0, seed=seed + 9),
+        RandomJpegQuality(25, 95, rate=0.6, seed=seed + 10),
+    ]
+    return keras.Sequential(layers, name="photo_augmenter")
+
+
 def coin_augmenter(seed: int = 0, phone_conditions: bool = True, colour_cast: float = 0.15,
                    tint: float = 0.0, max_turn_degrees: float = 180.0) -> keras.Sequential:
     """The training augmentation. ``phone_conditions`` adds what the catalogue pictures lack
@@ -174,14 +269,12 @@ def coin_augmenter(seed: int = 0, phone_conditions: bool = True, colour_cast: fl
     layers = []
     if phone_conditions:
         layers.append(RandomBackground(seed=seed + 1))
-    layers += [
-        keras.layers.RandomRotation(max_turn_degrees / 360.0, fill_mode="reflect", seed=seed + 2),  # a fraction of a turn
-        keras.layers.RandomZoom((-0.25, 0.15), fill_mode="reflect", seed=seed + 3),  # negative = zoom in
-        keras.layers.RandomTranslation(0.06, 0.06, fill_mode="reflect", seed=seed + 4),
-    ]
+    # turn, zoom (in by up to a quarter, out by up to 15%), shift and, for phone conditions, tilt, with
+    # border-colour corners (these views once had mirrored corners, slivers of reflected coin)
+    layers.append(RandomCameraGeometry(max_turn_degrees, scale=(0.87, 1.25), shift=0.06,
+                                       tilt=0.12 if phone_conditions else 0.0, seed=seed + 2))
     if phone_conditions:
         layers += [
-            keras.layers.RandomPerspective(factor=0.5, scale=0.25, seed=seed + 5),
             RandomUnevenLight(seed=seed + 6),
             RandomColorTemperature(colour_cast, tint, seed=seed + 7),
         ]

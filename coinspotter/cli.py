@@ -249,12 +249,59 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--explain", metavar="DIR",
                           help="write a Grad-CAM heat map of each coin's predicted class into DIR (created), "
                                "one PNG per coin: <photo>-coin<n>.png")
+    classify.add_argument("--verbose", action="store_true",
+                          help="also show the log lines of TensorFlow and LiteRT, and which model files were loaded "
+                               "(without it, only warnings and errors of Coin Spotter's own)")
     classify.set_defaults(handler=classify_command)
     return parser
 
 
+@contextlib.contextmanager
+def native_logs_silenced():
+    """Keep what native libraries write straight to file descriptor 2 off the terminal: TensorFlow's and oneDNN's
+    start-up lines (absl logs them before ``TF_CPP_MIN_LOG_LEVEL`` is read) and LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate". Descriptor 2 points at /dev/null meanwhile, while Python's own ``sys.stderr`` (our error
+    lines, warnings, a traceback) keeps writing where it did: to a copy of the real descriptor when it was the
+    terminal, or to whatever a caller put there (a test's capture)."""
+    try:
+        sys.stderr.flush()
+        python_on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        python_on_fd2 = False
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    previous = sys.stderr
+    try:
+        os.dup2(null, 2)
+        if python_on_fd2:
+            sys.stderr = open(os.dup(saved), "w", encoding=previous.encoding, errors="backslashreplace",
+                              buffering=1)
+        yield
+    finally:
+        if sys.stderr is not previous:
+            sys.stderr.close()
+            sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the output
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    verbose = getattr(args, "verbose", False)
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return args.handler(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own start-up chatter, where it listens
+    with native_logs_silenced():
+        root, handler = logging.getLogger(), None
+        if not root.handlers:  # what basicConfig would do, with a handler taken away again before its stream closes
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            root.addHandler(handler)
+            root.setLevel(logging.WARNING)
+        try:
+            return args.handler(args)
+        finally:
+            if handler is not None:
+                root.removeHandler(handler)

@@ -6,6 +6,13 @@ part, is the heat map (7 x 7 for MobileNetV2's ``out_relu``), scaled to 0..1 and
 
 Computed only when a caller asks (``explain=True`` in the service): one extra forward pass plus a short backward
 pass from the class score to the feature maps, per coin. Shared by the page, the API and the CLI.
+
+Where the served model is a TFLite copy with its feature map as a second output and its dense kernel beside it
+(``coinspotter.compact``; every bundled model), no gradient is needed: after global average pooling and one dense
+layer, d log p_c / dA_k(x, y) = (W_kc - sum_j p_j W_kj) / (h w), the same at every (x, y), so Grad-CAM is that
+weighting of the feature maps, a forward pass and a product (``ClassActivationMap``, numpy and LiteRT only: the
+deployed app has no TensorFlow). ``GradCam`` (TensorFlow) explains any other Keras model, and the tests check that
+the two agree.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .inference import Classifier, EnsembleClassifier
+from .modelcard import ModelCardError
 from .preprocessing import batch_model_input, letterbox
 
 PNG_URL_PREFIX = "data:image/png;base64,"
@@ -131,18 +139,57 @@ class GradCam:
     def heatmaps(self, batch: np.ndarray, class_indices) -> np.ndarray:
         """(n, h, w) float32 heat maps in 0..1, one per picture of ``batch`` (model input, (n, size, size, 3)),
         for the output index ``class_indices[i]``; all zeros where nothing in the picture speaks for that class."""
-        batch = np.asarray(batch, dtype=np.float32)
-        indices = np.asarray(class_indices, dtype=np.int32)
-        if batch.ndim != 4 or len(indices) != len(batch):
-            raise ValueError(f"{len(indices)} class indices for a batch of shape {batch.shape}")
+        batch, indices = _checked(batch, class_indices)
         if len(batch) == 0:
             return np.zeros((0, 0, 0), dtype=np.float32)
         raw, reach = (np.asarray(part, dtype=np.float32) for part in self._heatmaps(batch, indices))
-        peaks = raw.max(axis=(1, 2), keepdims=True)
-        # Where the evidence cancels out exactly (a white background: its colour channels weigh +1 and -1),
-        # float32 leaves crumbs of 1e-8; scaled to a peak of 1 they would paint the whole picture.
-        evident = peaks > NEGLIGIBLE * reach[:, None, None]
-        return np.divide(raw, peaks, out=np.zeros_like(raw), where=evident)
+        return _scaled(raw, reach)
+
+
+def _checked(batch, class_indices) -> tuple[np.ndarray, np.ndarray]:
+    batch = np.asarray(batch, dtype=np.float32)
+    indices = np.asarray(class_indices, dtype=np.int32)
+    if batch.ndim != 4 or len(indices) != len(batch):
+        raise ValueError(f"{len(indices)} class indices for a batch of shape {batch.shape}")
+    return batch, indices
+
+
+def _scaled(raw: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Each raw map (n, h, w) divided by its peak, or all zeros where the peak is under NEGLIGIBLE of ``reach``, the
+    largest term its sum could have had: where the evidence cancels out exactly (a white background: its colour
+    channels weigh +1 and -1), float32 leaves crumbs of 1e-8, which scaled to a peak of 1 would paint everything."""
+    peaks = raw.max(axis=(1, 2), keepdims=True)
+    evident = peaks > NEGLIGIBLE * reach[:, None, None]
+    return np.divide(raw, peaks, out=np.zeros_like(raw), where=evident)
+
+
+class ClassActivationMap:
+    """Grad-CAM of a pooled-then-dense classifier served as a TFLite copy (``inference.TFLiteClassifier`` with a
+    feature-map output and ``cam_kernel``), without gradients or TensorFlow: one forward pass gives the feature maps
+    A (n, h, w, k) and the probabilities p; the weight of map k for class c is (W_kc - sum_j p_j W_kj) / (h w), the
+    gradient of log p_c (see the module's docstring); the map is relu(A . weights), scaled as ``GradCam``'s."""
+
+    def __init__(self, classifier):
+        if getattr(classifier, "cam_kernel", None) is None:
+            raise ExplainError(f"model {classifier.card.name!r} serves no feature map with a dense kernel beside it")
+        self.classifier = classifier
+        self.kernel = classifier.cam_kernel  # (k, classes)
+        self.input_size = classifier.card.input_size
+
+    @property
+    def layer_name(self) -> str:
+        return self.classifier.cam_layer
+
+    def heatmaps(self, batch: np.ndarray, class_indices) -> np.ndarray:
+        batch, indices = _checked(batch, class_indices)
+        if len(batch) == 0:
+            return np.zeros((0, 0, 0), dtype=np.float32)
+        probabilities, maps = self.classifier.forward(batch)
+        height, width = maps.shape[1:3]
+        weights = (self.kernel[:, indices].T - probabilities @ self.kernel.T) / (height * width)  # (n, k)
+        raw = np.maximum(np.einsum("nhwk,nk->nhw", maps, weights), 0).astype(np.float32)
+        reach = np.einsum("nhwk,nk->nhw", np.abs(maps), np.abs(weights)).max(axis=(1, 2)).astype(np.float32)
+        return _scaled(raw, reach)
 
 
 def overlay(crop: Image.Image, heatmap: np.ndarray, size: int = OVERLAY_PX) -> Image.Image:
@@ -177,9 +224,9 @@ class CoinExplainer:
     """Grad-CAM for a served classifier. An ensemble is explained through its first member: averaging members'
     heat maps would mix feature maps of different shapes and meanings, and one real map says more than a blend."""
 
-    classifier: Classifier  # the served one (an ensemble, or a Keras model)
-    explained: Classifier  # the Keras model whose gradients make the maps
-    grad_cam: GradCam
+    classifier: Classifier  # the served one (an ensemble, or a single model)
+    explained: Classifier  # the single model whose maps are shown
+    grad_cam: "GradCam | ClassActivationMap"
 
     @property
     def model_name(self) -> str:
@@ -215,7 +262,13 @@ def explainer_for(classifier: Classifier) -> CoinExplainer:
                 # an ensemble: its first member; test-time augmentation (tta.RotationAveraged): the model it
                 # turns the crop for, explained on the crop as it is
                 explained = explained.members[0] if isinstance(explained, EnsembleClassifier) else explained.inner
-            model = getattr(explained, "model", None)
+            if getattr(explained, "cam_kernel", None) is not None:  # a TFLite copy with its feature map: no TensorFlow
+                _explainers[classifier] = CoinExplainer(classifier, explained, ClassActivationMap(explained))
+                return _explainers[classifier]
+            try:
+                model = getattr(explained, "model", None)
+            except ModelCardError as error:  # the .h5 cannot be loaded here (no TensorFlow)
+                raise ExplainError(str(error)) from None
             if model is None or not hasattr(model, "layers"):
                 raise ExplainError(f"model {explained.card.name!r} ({explained.card.file}) is not a Keras model; "
                                    "Grad-CAM needs its gradients")

@@ -39,10 +39,28 @@ def configure_tensorflow_threads() -> None:
         pass
 
 
-def load_keras_model(path: Path):
-    """Load one ``.h5`` with Keras alone; custom layers register themselves on import."""
-    import keras
+EXPORT_COMMAND = "python training/export_tflite.py --models DIR"  # what refreshes a folder's TFLite copies
 
+
+class TensorFlowMissing(ModelCardError):
+    """A ``.h5`` must be loaded, and TensorFlow is not installed (the deployed app: ``requirements.txt`` alone)."""
+
+
+def tensorflow_missing(what: str) -> TensorFlowMissing:
+    return TensorFlowMissing(f"{what} needs TensorFlow, which is not installed here (the deployed app serves the "
+                             f"models' TFLite copies through LiteRT alone): make the copies with "
+                             f"`{EXPORT_COMMAND}` where TensorFlow is installed (pip install -r requirements-dev.txt)")
+
+
+def load_keras_model(path: Path):
+    """Load one ``.h5`` with Keras alone; custom layers register themselves on import. TensorFlowMissing where
+    TensorFlow is not installed. TensorFlow's thread pools are set first (``configure_tensorflow_threads``): this is
+    where a process first needs TensorFlow, and a server serving TFLite copies never imports it."""
+    try:
+        import keras
+    except ImportError:
+        raise tensorflow_missing(f"loading {Path(path).name}") from None
+    configure_tensorflow_threads()
     from . import layers  # noqa: F401  (registers the custom layers)
 
     return keras.models.load_model(path, compile=False)
@@ -67,9 +85,9 @@ class Classifier:
 class KerasClassifier(Classifier):
     def __init__(self, card: ModelCard):
         super().__init__(card)
+        self.model = load_keras_model(card.model_path)  # TensorFlowMissing where TensorFlow is not installed
         import tensorflow as tf
 
-        self.model = load_keras_model(card.model_path)
         outputs = self.model.output_shape[-1]
         if outputs != len(card.class_ids):
             raise ModelCardError(f"{card.name}: model has {outputs} outputs, card lists {len(card.class_ids)} classes")
@@ -120,12 +138,16 @@ class TFLiteClassifier(Classifier):
     interpreter from a pool (``COINSPOTTER_TFLITE_INTERPRETERS``, default 1: calls queue one behind the
     other, each using every core) and give it back. Any batch size works: the input is resized when it
     changes (the first call at a new size costs a few ms more; later ones nothing measurable).
-    ``model`` is the card's ``.h5`` (the source of truth), loaded only when something asks for it, such
-    as a Grad-CAM explanation, which needs gradients a TFLite file does not give.
+
+    A file exported by ``coinspotter.compact`` from a pooled-then-dense model has a second output, the last
+    convolutional feature map, and its card's ``serving["cam"]`` names the dense kernel beside it: ``forward``
+    gives both and ``cam_kernel`` the kernel, which is all a Grad-CAM of that head needs
+    (``explain.ClassActivationMap``), without TensorFlow. ``model`` is the card's ``.h5`` (the source of truth),
+    loaded only when something asks for it (where TensorFlow is installed).
     """
 
     def __init__(self, card: ModelCard, path: Path | str | None = None, threads: int | None = None,
-                 interpreters: int | None = None):
+                 interpreters: int | None = None, cam: Path | str | None = None):
         super().__init__(card)
         self.path = Path(path) if path is not None else card.serving_path
         if self.path is None:
@@ -138,15 +160,44 @@ class TFLiteClassifier(Classifier):
             self._pool.put(self._new_interpreter())  # built now: a broken file fails at load, not at a request
         interpreter = self._pool.get()
         try:
-            outputs = int(interpreter.get_output_details()[0]["shape"][-1])
+            details = interpreter.get_output_details()
             self.input_shape = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:])
         finally:
             self._pool.put(interpreter)
+        # the probabilities are the output with 2 dimensions, the feature map (when there is one) the 4-D one:
+        # the converter does not keep the Keras model's order of outputs
+        flat = [i for i, d in enumerate(details) if len(d["shape"]) == 2]
+        maps = [i for i, d in enumerate(details) if len(d["shape"]) == 4]
+        self._probabilities_output = flat[0] if flat else 0
+        self._features_output = maps[0] if maps else None
+        outputs = int(details[self._probabilities_output]["shape"][-1])
         if outputs != len(card.class_ids):
             raise ModelCardError(f"{card.name}: {self.path.name} has {outputs} outputs, card lists "
                                  f"{len(card.class_ids)} classes")
+        if cam is None and card.serving.get("cam") and self.path == card.serving_path:
+            cam = self.path.parent / card.serving["cam"]  # the card's own file: its kernel beside it
+        self.cam_kernel, self.cam_layer = self._read_cam(Path(cam), outputs) if cam is not None else (None, None)
         self._keras = None
         self._keras_lock = threading.Lock()
+
+    def _read_cam(self, path: Path, classes: int):
+        """(kernel (channels, classes), layer name) from ``path`` (the card's ``serving["cam"]``), or (None, None)
+        when the file serves no feature map (then an explanation needs the ``.h5``)."""
+        name = path.name
+        if self._features_output is None:
+            return None, None
+        with np.load(path, allow_pickle=False) as data:
+            kernel = np.asarray(data["kernel"], dtype=np.float32)
+            layer = str(data["layer"]) if "layer" in data else "the last convolutional layer"
+        interpreter = self._pool.get()
+        try:
+            channels = int(interpreter.get_output_details()[self._features_output]["shape"][-1])
+        finally:
+            self._pool.put(interpreter)
+        if kernel.shape != (channels, classes):
+            raise ModelCardError(f"{self.card.name}: {name} holds a kernel of shape {kernel.shape}, the file's feature map "
+                                 f"has {channels} channels and {classes} classes")
+        return kernel, layer
 
     def _new_interpreter(self):
         interpreter = tflite_interpreter_class()(model_content=self._content, num_threads=self.threads)
@@ -162,26 +213,45 @@ class TFLiteClassifier(Classifier):
             return self._keras
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, features=False)[0]
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, classes), last feature map (n, h, w, channels)) of one pass; ValueError when the
+        file has no feature-map output."""
+        if self._features_output is None:
+            raise ValueError(f"{self.card.name}: {self.path.name} has no feature-map output")
+        return self._run(batch, features=True)
+
+    def _run(self, batch: np.ndarray, features: bool):
         batch = np.asarray(batch, dtype=np.float32)
         if len(batch) == 0:
-            return np.zeros((0, len(self.class_ids)), dtype=np.float32)
+            empty = np.zeros((0, len(self.class_ids)), dtype=np.float32)
+            return empty, (np.zeros((0, 0, 0, 0), dtype=np.float32) if features else None)
         if tuple(batch.shape[1:]) != self.input_shape:
             raise ValueError(f"{self.card.name}: expected pictures of shape {self.input_shape}, got {batch.shape[1:]}")
         interpreter = self._pool.get()
         try:
-            given, wanted = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+            given = interpreter.get_input_details()[0]
             if int(given["shape"][0]) != len(batch):
                 interpreter.resize_tensor_input(given["index"], list(batch.shape), strict=False)
                 interpreter.allocate_tensors()
             interpreter.set_tensor(given["index"], batch)
             interpreter.invoke()
-            output = interpreter.get_tensor(wanted["index"])
-            scale, zero_point = wanted.get("quantization", (0.0, 0))
-            if output.dtype != np.float32 and scale:
-                output = (output.astype(np.float32) - zero_point) * scale
-            return np.array(output, dtype=np.float32)  # a copy: the interpreter's buffer is reused
+            details = interpreter.get_output_details()
+            probabilities = _dequantised(interpreter, details[self._probabilities_output])
+            maps = _dequantised(interpreter, details[self._features_output]) if features else None
+            return probabilities, maps
         finally:
             self._pool.put(interpreter)
+
+
+def _dequantised(interpreter, detail) -> np.ndarray:
+    """An output as float32, a copy (the interpreter's buffer is reused by the next call)."""
+    output = interpreter.get_tensor(detail["index"])
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if output.dtype != np.float32 and scale:
+        output = (output.astype(np.float32) - zero_point) * scale
+    return np.array(output, dtype=np.float32)
 
 
 def stale_serving_reason(card: ModelCard) -> str | None:
@@ -206,8 +276,19 @@ def build_classifier(card: ModelCard) -> Classifier:
         reason = stale_serving_reason(card)
         if reason is None:
             return TFLiteClassifier(card)
+        if not tensorflow_installed():
+            raise tensorflow_missing(f"{card.name}: its TFLite copy cannot be served ({reason}); serving {card.file}")
         log.warning("%s: serving %s, not %s: %s", card.name, card.file, card.serving.get("file"), reason)
     return KerasClassifier(card)
+
+
+def tensorflow_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # hidden from this process (a test's stand-in for "not installed")
+        return False
 
 
 class EnsembleClassifier(Classifier):

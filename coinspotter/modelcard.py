@@ -38,7 +38,8 @@ class ModelCard:
     training: dict = field(default_factory=dict)  # recipe, data, command
     metrics: dict = field(default_factory=dict)  # measured figures, with the command that measured them
     # optional compact file served instead of ``file``: {"file": "student.float16.tflite", "format": "tflite",
-    # "source_sha256": <sha256 of the .h5 it was exported from>, "why": ..., "measured_by": ..., ...}
+    # "source_sha256": <sha256 of the .h5 it was exported from>, "cam": "student.cam.npz" (the dense kernel, for
+    # "Show why" without TensorFlow), "why": ..., "measured_by": ..., ...}; written by training/export_tflite.py
     serving: dict = field(default_factory=dict)
     path: Path | None = field(default=None, repr=False, compare=False)  # where the card was read from
 
@@ -81,6 +82,9 @@ class ModelCard:
                     or not served.endswith(".tflite") or Path(served).name != served:
                 raise ModelCardError(f"model card {self.name!r}: serving must name a .tflite file beside the card "
                                      f"(format 'tflite') exported from its .h5")
+            cam = self.serving.get("cam")
+            if cam is not None and (not isinstance(cam, str) or not cam.endswith(".npz") or Path(cam).name != cam):
+                raise ModelCardError(f"model card {self.name!r}: serving's cam must name a .npz file beside the card")
 
     def to_json(self) -> str:
         data = asdict(self)

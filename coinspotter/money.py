@@ -17,6 +17,11 @@ Decisions, written down once:
   ``Intl.NumberFormat('en', ...)`` and Babel show them): ``$ € ¥ £ A$ CA$ ...``; currencies without a
   widely known English symbol show their code followed by a no-break space (``CHF 1,234.50``).
   Grouping is always ``,`` and the decimal mark ``.``: the output never depends on the machine's locale.
+* **Small converted amounts never read as zero.** A converted value or total that rounds to zero in its
+  currency's minor unit but is not zero (5 paise in US dollars: $0.000585) is shown with its first
+  ``SMALL_SIGNIFICANT_DIGITS`` significant digits instead (``$0.00059``; 0.3 cent: ``$0.003``), by
+  ``format_converted``: the page, the API's ``formatted`` and the CLI all use it. The ``amount`` beside it
+  stays the value rounded to the minor unit, what a till would show.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 ROUNDING = ROUND_HALF_UP
+SMALL_SIGNIFICANT_DIGITS = 2  # of a converted amount that would round to zero
 NO_BREAK_SPACE = "\u00a0"
 _CODE = re.compile(r"[A-Z]{3}")
 
@@ -150,4 +156,21 @@ def format_money(amount: Decimal, code: str) -> str:
     sign = "-" if value < 0 else ""  # Decimal('-0.00') is not < 0, so a rounded-away minus disappears
     digits = f"{abs(value):,.{info.minor_unit}f}"
     gap = NO_BREAK_SPACE if info.symbol[-1].isalpha() else ""  # "CHF 5.00" but "$5.00"
+    return f"{sign}{info.symbol}{gap}{digits}"
+
+
+def format_converted(exact: Decimal, code: str) -> str:
+    """A converted value for display: ``format_money`` of it, except that an amount which is not zero but rounds
+    to zero in the minor unit shows its first SMALL_SIGNIFICANT_DIGITS significant digits (half up, trailing
+    zeros dropped), so it never reads as nothing: ``Decimal('0.000585')`` USD -> ``'$0.00059'``,
+    ``Decimal('0.003')`` USD -> ``'$0.003'``, ``Decimal('0.3')`` JPY -> ``'¥0.3'``."""
+    exact = as_amount(exact)
+    info = currency(code)
+    if exact == 0 or round_money(exact, info.code) != 0:
+        return format_money(exact, info.code)
+    step = Decimal(1).scaleb(exact.adjusted() - SMALL_SIGNIFICANT_DIGITS + 1)
+    value = abs(exact).quantize(step, rounding=ROUNDING)
+    digits = f"{value:f}".rstrip("0").rstrip(".")
+    sign = "-" if exact < 0 else ""
+    gap = NO_BREAK_SPACE if info.symbol[-1].isalpha() else ""
     return f"{sign}{info.symbol}{gap}{digits}"

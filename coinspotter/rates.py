@@ -64,7 +64,7 @@ import requests
 
 from . import __version__
 from .catalog import load_catalog
-from .money import TARGET_CURRENCIES, as_amount, currency_code, format_money, round_money
+from .money import TARGET_CURRENCIES, as_amount, currency_code, format_converted, round_money
 
 log = logging.getLogger(__name__)
 
@@ -578,7 +578,8 @@ class Conversion:
 
     @property
     def formatted(self) -> str:
-        return format_money(self.amount, self.currency)
+        """Rounded to the minor unit; a value too small for it shows its first digits (``money.format_converted``)."""
+        return format_converted(self.exact_amount, self.currency)
 
     def as_dict(self) -> dict:
         return {
@@ -607,7 +608,8 @@ class ConversionTotal:
 
     @property
     def formatted(self) -> str:
-        return format_money(self.amount, self.currency)
+        """Rounded to the minor unit; a value too small for it shows its first digits (``money.format_converted``)."""
+        return format_converted(self.exact_amount, self.currency)
 
     def as_dict(self) -> dict:
         return {

@@ -19,14 +19,25 @@ CHROMIUM_ARGS = [
 ]
 
 
-def chromium_available() -> bool:
-    if not Path(CHROMIUM).exists():
-        return False
+INSTALL_CHROMIUM = "sudo apt-get install chromium chromium-driver fonts-noto-color-emoji"  # Debian, Ubuntu
+REQUIRE_BROWSER = "COINSPOTTER_REQUIRE_BROWSER"  # "1" (CI): a missing browser fails the browser tests
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, naming what to install; None when they can."""
     try:
         import playwright  # noqa: F401
     except ImportError:
-        return False
-    return True
+        return ("browser tests need Playwright, which is not installed: pip install -r requirements-dev.txt "
+                f"(and Chromium: {INSTALL_CHROMIUM})")
+    if not Path(CHROMIUM).exists():
+        return (f"browser tests need Chromium, not found at {CHROMIUM}: {INSTALL_CHROMIUM} "
+                "(or set CHROMIUM_PATH to a Chromium binary; Playwright's own browser download is not used)")
+    return None
+
+
+def chromium_available() -> bool:
+    return browser_missing() is None
 
 
 @contextlib.contextmanager

@@ -70,3 +70,17 @@ def _no_proxy(monkeypatch):
     """requests and urllib honour proxy variables; a proxy would stand between a test and its 127.0.0.1 servers."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    """Browser tests that did not run are said in a line of their own at the very end, with what to install, so
+    that "23 skipped" never hides them (tests/test_browser.py skips each with the reason)."""
+    reasons = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if "test_browser.py" in report.nodeid and isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2].removeprefix("Skipped: ")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in reasons.items():
+        terminalreporter.write_sep("!", f"{count} browser tests did not run", yellow=True, bold=True)
+        terminalreporter.write_line(reason, yellow=True, bold=True)

@@ -264,6 +264,19 @@ def test_classify_in_euros_with_the_offline_snapshot(client):
     assert "converted" not in post(client, [RED]).get_json()["results"][0]  # no currency, no conversion
 
 
+def test_a_value_too_small_for_a_penny_is_not_shown_as_zero(client):
+    snapshot = load_snapshot()
+    red_in_gbp = Decimal("0.01") * snapshot.rates["GBP"] / snapshot.rates["AUD"]  # 1 Australian cent: £0.0049
+    assert rounded(red_in_gbp) == "0.00"
+
+    answer = post(client, [RED], currency="GBP").get_json()
+
+    shown = f"£{red_in_gbp.quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP)}"
+    assert shown == "£0.0049"
+    assert answer["results"][0]["converted"] == {"currency": "GBP", "amount": "0.00", "formatted": shown}
+    assert (answer["total"]["amount"], answer["total"]["formatted"]) == ("0.00", shown)
+
+
 def test_classify_with_live_rates_names_the_provider_and_its_date(web_app, client, monkeypatch):
     with StandIn() as stand_in:
         monkeypatch.setattr(web_app.spotter, "rates", live_rates(("frankfurter-v2", stand_in, LIVE_RATES, TODAY)))

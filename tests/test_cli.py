@@ -83,6 +83,15 @@ def test_currency_adds_converted_values_and_a_total_line(models, photos, monkeyp
     assert out[2:] == [f"Total: €{total} (offline rates as of {snapshot.date.isoformat()})"]
 
 
+def test_a_value_too_small_for_a_penny_is_not_printed_as_zero(models, photos, monkeypatch, capsys):
+    monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
+    status = cli.main(["classify", "--currency", "GBP", str(photos / "trip" / "day1" / "red.jpg")])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD ≈ £0.0049, p=" in out[0]  # 1 Australian cent in pounds
+    assert out[1].startswith("Total: £0.0049 (offline rates")
+
+
 def test_currency_with_json_ends_with_the_total_object(models, photos, monkeypatch, capsys):
     monkeypatch.setenv("COINSPOTTER_MODELS_DIR", str(models))
 
@@ -153,6 +162,27 @@ def test_python_dash_m_entry_point(models, photos):
     assert completed.returncode == 0, completed.stderr
     assert "red.jpg #1: 1 Cent (Australia), 0.01 AUD ≈ A$0.01" in completed.stdout
     assert "Total: A$0.01 (offline rates as of " in completed.stdout
+
+
+def test_the_libraries_log_lines_stay_off_stderr_unless_verbose(models, photos):
+    """TensorFlow's, oneDNN's and LiteRT's own lines (written by native code straight to descriptor 2) are kept off
+    the terminal; ``--verbose`` shows them, with which model file was loaded; an error of ours still shows."""
+    env = {**os.environ, "COINSPOTTER_MODELS_DIR": str(models)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    photo = str(photos / "trip" / "day1" / "red.jpg")
+
+    def run(*options):
+        return subprocess.run([sys.executable, "-m", "coinspotter", "classify", *options, photo],
+                              capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
+
+    quiet = run()
+    assert quiet.returncode == 0 and "red.jpg #1: 1 Cent" in quiet.stdout
+    assert quiet.stderr == ""
+    verbose = run("--verbose")
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
+    assert "INFO coinspotter.inference: loaded student from" in verbose.stderr
+    failing = run("--currency", "XAU")
+    assert failing.returncode == 2 and failing.stderr.startswith("error: XAU is not a currency values can be shown in")
 
 
 def test_explain_writes_one_heat_map_per_coin_into_a_new_folder(models, photos, monkeypatch, capsys, tmp_path):

@@ -127,3 +127,43 @@ def test_calibration_and_confusion_figures_by_hand():
     assert evaluation.confused_pairs(probabilities, labels, [54, 60]) == [{"true": 60, "predicted": 54, "count": 1}]
     by_currency = evaluation.metrics_by_currency(probabilities, labels, [54, 209])
     assert by_currency["EUR"]["top1"] == 1.0 and by_currency["USD"]["top1"] == 0.5
+
+
+def test_held_out_real_sources_are_measured_apart_per_currency(folders, tmp_path):
+    """--real-holdout measures only the named sources of a training photo folder (file prefix before "__")."""
+    data, _, models = folders
+    photos = tmp_path / "real-train"
+    (photos / "images").mkdir(parents=True)
+    rows = ["file,class_id,name,currency,country"]
+    for name, class_id, colour in [("kept__a.jpg", 1, "red"), ("held__b.jpg", 209, "blue"), ("held__c.jpg", 60, "red")]:
+        (photos / "images" / name).write_bytes(encode(coin_picture(colour, size=(300, 220))))
+        rows.append(f"images/{name},{class_id},x,x,x")
+    (photos / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "reports"
+    assert evaluate.main([str(models / "student.json"), "--data", str(data), "--real-holdout", str(photos),
+                          "--holdout-sources", "held", "--out", str(out), "--latency-repeats", "0"]) == 0
+    report = json.loads((out / "student_eval.json").read_text())
+    held = report["sets"][evaluate.REAL_HOLDOUT]
+    assert held["full"]["images"] == 2 and held["full"]["top1"] == 0.5  # the red coin labelled 60 is taken for 1
+    assert set(held["per_currency"]) == {"USD", "EUR"}
+    assert report["card_metrics"][evaluate.REAL_HOLDOUT]["per_currency"]["USD"]["top1"] == 1.0
+    assert "held out of training" in (out / "evaluation.md").read_text()
+    with pytest.raises(SystemExit, match="no source named"):
+        evaluate.main([str(models / "student.json"), "--data", str(data), "--real-holdout", str(photos),
+                       "--holdout-sources", "nowhere", "--out", str(out), "--latency-repeats", "0"])
+
+
+def test_the_whole_picture_protocol_is_kept_beside_the_servers_way_on_the_card(run, folders, tmp_path):
+    import shutil
+
+    data, _, _ = folders
+    _, models = run
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    before = read_card(copy / "student.json").metrics
+    assert evaluate.main([str(copy / "student.json"), "--data", str(data), "--catalogue-view", "whole",
+                          "--out", str(tmp_path / "whole"), "--latency-repeats", "0", "--update-card"]) == 0
+    metrics = read_card(copy / "student.json").metrics
+    assert metrics["validation"] == before["validation"]  # the server's-way figures stay
+    assert metrics["whole_picture"]["validation"]["images"] == 6
+    assert "--catalogue-view whole" in metrics["whole_picture"]["measured_by"]

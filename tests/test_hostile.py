@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import tempfile
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,6 +139,8 @@ class DiskWrites:
         if cls.active is None or event != "open":
             return
         path, mode, flags = args
+        if path == os.devnull:  # not the disk (the CLI points native libraries' log lines there)
+            return
         if (isinstance(mode, str) and set(mode) & set("wax+")) or (isinstance(flags, int) and flags & cls.WRITE_FLAGS):
             cls.active.append(path)
 
@@ -161,15 +165,28 @@ class _Watching:
         DiskWrites.active = None
 
 
-def listing() -> set[str]:
-    """What could appear from a saved upload: the temporary folder, the working folder, the repository root."""
-    folders = {tempfile.gettempdir(), os.getcwd(), str(REPO_ROOT)}
-    return {os.path.join(folder, name) for folder in folders for name in os.listdir(folder)}
+def open_for_writing(pid: int | str = "self") -> set[str]:
+    """The files a process holds open for writing now, read from /proc/<pid>/fd and /proc/<pid>/fdinfo: the second
+    watch, beside the audit hook, for a file opened below Python (a C library's own temporary file) and kept open.
+    Only this process's own descriptors count, so another program writing to /tmp meanwhile changes nothing.
+    Sockets, pipes, terminals and /dev/null are not files on the disk."""
+    found = set()
+    folder = f"/proc/{pid}/fd"
+    for fd in os.listdir(folder):
+        try:
+            target = os.readlink(f"{folder}/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = int(re.search(r"^flags:\s+([0-7]+)", info.read(), re.M).group(1), 8)
+        except (OSError, AttributeError):  # closed meanwhile (the listing's own descriptor)
+            continue
+        if flags & (os.O_WRONLY | os.O_RDWR) and target.startswith("/") and not target.startswith("/dev/"):
+            found.add(target)
+    return found
 
 
 @pytest.fixture(scope="module")
 def disk():
-    return DiskWrites(), listing()
+    return DiskWrites(), open_for_writing()
 
 
 @pytest.fixture(scope="module")
@@ -385,13 +402,22 @@ def test_a_page_upload_over_the_request_size_is_held_back_and_explained(client):
 
 
 @pytest.mark.parametrize("batch", [None, [], "text", {"names": "a.jpg"}, {"names": ["a.jpg"], "contents": [1]},
-                                   {"names": ["a.jpg", "b.jpg"], "contents": ["data:,"]}])
+                                   {"names": ["a.jpg", "b.jpg"], "contents": ["data:,"]}, {"names": 5}])
 def test_a_malformed_upload_from_a_hostile_client_gets_a_message(client, batch):
     response = dash_classify(client, batch)
     if batch in (None, []):  # nothing to classify: the page stays as it is
         assert response.status_code == 200 and response.get_json()["response"] == {}
         return
     assert callback_data(response) == {"error": "These files could not be read; please choose them again."}
+
+
+@pytest.mark.parametrize("sizes", ["many", [-1], [True], [15 * MB], [1.5e9], None])
+def test_a_photo_held_back_without_a_size_over_the_limit_is_asked_for_again(client, sizes):
+    """A null content is a photo the browser held back as too large; a client whose sizes do not say so gets
+    that photo's card asking for it again, not a made-up size."""
+    answer = callback_data(dash_classify(client, {"names": ["a.jpg"], "contents": [None], "sizes": sizes}))
+    assert [(r["filename"], r["ok"], r["error"]) for r in answer["results"]] == [
+        ("a.jpg", False, "This file was not sent; please choose it again.")]
 
 
 @pytest.mark.parametrize("currencies, message", [
@@ -458,7 +484,7 @@ def test_hostile_file_names_reach_the_page_only_as_text(web_app):
                 assert value.startswith("data:image/jpeg;base64,")  # drawn by the server from pixels
             if isinstance(value, str) and any(display_filename(name) in value for name in names):
                 # text, or an attribute React sets as a plain string
-                assert prop in ("children", "alt", "aria-label"), (item["type"], prop)
+                assert prop in ("children", "alt", "aria-label", "title"), (item["type"], prop)
     shown = json.dumps([item["props"].get("children") for item in everything], default=str)
     for name in names:
         assert json.dumps(display_filename(name))[1:-1] in shown
@@ -488,7 +514,50 @@ def test_no_upload_touches_the_disk(disk, api_answer, page, dash_route_answer, c
         large = encode(coin_picture("red", (1500, 1500)), "PNG", compress_level=0)
         assert post(client, [("large.png", large)]).status_code == 200
     assert writes.paths == []
-    assert listing() - before == set()
+    assert open_for_writing() - before == set()
+
+
+def test_the_disk_check_sees_the_server_write_and_not_another_program(disk, client, monkeypatch, tmp_path):
+    """The check above, shown able to fail: with the server made to save each upload (one file written and closed,
+    one left open by a descriptor, as a C library would), both watches name them; meanwhile another process writes
+    to the temporary folder, as other programs on a shared machine do, and neither watch counts it."""
+    import coinspotter.service as service
+
+    writes, before = disk
+    saved, kept_open = tmp_path / "saved-upload.jpg", tmp_path / "kept-open.jpg"
+    original = service.decode_image
+    leaked = []
+
+    def saving_decode(data, *args, **kwargs):
+        saved.write_bytes(data)
+        leaked.append(os.open(kept_open, os.O_WRONLY | os.O_CREAT, 0o600))
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(service, "decode_image", saving_decode)
+    # another program's log in the temporary folder, growing while the upload is handled (what broke the old
+    # check, a listing of /tmp before and after), removed when this test ends
+    other_log = Path(tempfile.gettempdir()) / f"other-program-{os.getpid()}.log"
+    other = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "with open(sys.argv[1], 'a') as log:\n"
+        "    for n in range(200):\n"
+        "        log.write(f'line {n}\\n'); log.flush(); time.sleep(0.01)\n"), str(other_log)])
+    try:
+        with writes.watching():
+            assert post(client, [("coin.jpg", encode(coin_picture("red")))]).status_code == 200
+        held = open_for_writing() - before
+        written = list(map(str, writes.paths))
+    finally:
+        for fd in leaked:
+            os.close(fd)
+        other.wait(timeout=60)
+        other_log.unlink(missing_ok=True)
+        writes.paths.clear()
+    assert str(saved) in written  # the audit hook saw the server write
+    assert str(kept_open) in held  # /proc saw the file the server keeps open for writing
+    assert not [path for path in held if "other-program-" in path]
+    assert str(other_log) not in written
+    assert other.returncode == 0
 
 
 def test_decoding_stays_bounded_in_time_and_memory(tmp_path):

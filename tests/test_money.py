@@ -9,6 +9,7 @@ from coinspotter.money import (
     as_amount,
     currency,
     currency_code,
+    format_converted,
     format_money,
     round_money,
 )
@@ -105,3 +106,19 @@ def test_currency_code():
     for bad in ("EURO", "E1R", "", 978, None):
         with pytest.raises(ValueError, match="not a currency code"):
             currency_code(bad)
+
+
+@pytest.mark.parametrize("amount, code, shown", [
+    ("0.000585", "USD", "$0.00059"),  # 5 paise in dollars: two significant digits, never "$0.00"
+    ("0.003", "USD", "$0.003"),  # trailing zeros dropped
+    ("0.0049449", "GBP", "£0.0049"),
+    ("0.004999", "EUR", "€0.005"),  # half up at the second significant digit
+    ("0.3", "JPY", "¥0.3"),  # no minor unit: a third of a yen
+    ("0.0004", "CHF", f"CHF{NBSP}0.0004"),
+    ("0.005", "EUR", "€0.01"),  # rounds to a cent: shown as usual
+    ("1.2345", "EUR", "€1.23"),
+    ("0", "USD", "$0.00"),  # zero is zero
+    ("-0.002", "USD", "-$0.002"),
+])
+def test_small_converted_amounts_never_read_as_zero(amount, code, shown):
+    assert format_converted(Decimal(amount), code) == shown

@@ -32,14 +32,18 @@ def test_a_photo_with_three_coins_is_shown_once_numbered_with_a_card_per_coin(we
     overviews = [item for item in with_class(page, "photo-overview") if item["type"] == "Img"]
     assert [image["props"]["alt"] for image in overviews] == ["Photo three.jpg with 3 coins found, numbered 1-3"]
     (section,) = with_class(page, "multi-coin-photo")
-    assert [card["props"]["children"] for card in with_class(section, "coin-source")] == [
+    assert ["".join(texts(card)) for card in with_class(section, "coin-source")] == [
         "coin 1 of three.jpg", "coin 2 of three.jpg", "coin 3 of three.jpg"]
     assert [number["props"]["children"] for number in with_class(section, "coin-number")] == ["1", "2", "3"]
     shown = texts(page)
     assert [text for text in shown if text in ("1 Cent", "1 Euro", "1/4 Dollar")] == [
         "1 Cent", "1 Euro", "1/4 Dollar", "1/4 Dollar"]
-    assert "one.jpg · coin 1" in shown  # a single-coin photo keeps its usual card, outside the section
-    assert not with_class(page, "coin-number")[3:] and "one.jpg · coin 1" not in texts(section)
+    sources = ["".join(texts(card)) for card in with_class(page, "coin-source")]
+    assert sources[3] == "one.jpg · coin 1"  # a single-coin photo keeps its usual card, outside the section
+    assert not with_class(page, "coin-number")[3:] and "one.jpg" not in texts(section)
+    # one grid holds them all: the overview's cell, its three coins' cards, the single coin's card
+    (grid,) = with_class(page, "results-grid")
+    assert len(with_class(grid, "result-cell")) == 5
     assert "4 coins found" in shown and len(with_class(page, "total-amount")) == 1
     (total,) = [item["props"]["children"] for item in with_class(page, "total-amount")]  # "€1.70"
     assert sentence == f"4 coins: 1 Cent, 1 Euro, 1/4 Dollar, 1/4 Dollar; total {total.lstrip('€')} EUR."
@@ -76,8 +80,19 @@ def test_single_coin_photos_keep_their_look(web_app):
     page = callbacks.render_results(web_app.spotter, classification, None)
     assert [photo["overview"] for photo in classification["photos"]] == [None, None]
     assert not with_class(page, "multi-coin-photo") and not with_class(page, "coin-number")
-    assert [item["props"]["children"] for item in with_class(page, "coin-source")] == [
+    assert ["".join(texts(item)) for item in with_class(page, "coin-source")] == [
         "red.jpg · coin 1", "green.jpg · coin 1"]
+    assert [item["props"]["title"] for item in with_class(page, "file-name")] == ["red.jpg", "green.jpg"]
+
+
+def test_a_value_too_small_for_a_penny_is_not_shown_as_zero(web_app):
+    import callbacks
+
+    classification = callbacks.classify_uploads(web_app.spotter, [data_url(encode(coin_picture("red")))],
+                                                ["red.jpg"], "student")  # 1 Australian cent: £0.0049
+    shown = texts(callbacks.render_results(web_app.spotter, classification, "GBP"))
+    assert "≈ £0.0049" in shown and "£0.0049" in shown  # the coin's value and the total
+    assert not [text for text in shown if "£0.00" in text and "£0.004" not in text]
 
 
 def test_the_announcement_names_each_coin_and_the_total_and_what_failed():
@@ -101,6 +116,8 @@ def test_the_announcement_names_each_coin_and_the_total_and_what_failed():
     assert result_sentence([quarter, failed, euro]) == "2 coins: 1/4 Dollar, 1 Euro; total 0.25 USD and 1 EUR; " \
                                                        "1 file could not be used."
     assert result_sentence([failed, failed]) == "No coin could be identified in these files; 2 files could not be used."
+    tiny = {"total": {"currency": "GBP", "amount": "0.00", "formatted": "£0.0049"}}
+    assert result_sentence([coin("1 Cent", "AUD", "0.01")], tiny) == "1 coin: 1 Cent; total £0.0049."
 
 
 def test_each_coin_card_has_a_show_why_toggle_that_explains_that_coin_on_request(web_app):
@@ -187,3 +204,34 @@ def test_a_coins_from_value_the_selector_never_sends_is_an_error_message(web_app
 
     batch = {"names": ["red.jpg"], "contents": [data_url(encode(coin_picture("red")))]}
     assert message in callbacks.classify_batch(web_app.spotter, batch, "student", currencies)["error"]
+
+
+def test_a_photo_the_browser_held_back_as_too_large_gets_its_message_beside_the_others(web_app):
+    """assets/upload.js sends a photo over COINSPOTTER_MAX_FILE_BYTES as its size alone (content null): its card
+    says the server's sentence for that size, the other photos are classified, each keeping its place."""
+    import callbacks
+
+    from coinspotter.config import MB
+
+    limits = callbacks.upload_limits(web_app.spotter.settings.limits)
+    assert limits["max_bytes_per_file"] == web_app.spotter.settings.limits.max_bytes_per_file == 15 * MB
+    batch = {"names": ["big.jpg", "blue.jpg", "odd.jpg"], "sizes": [30 * MB, 4000, 20],
+             "contents": [None, data_url(encode(coin_picture("blue"))), None]}  # odd.jpg: a client's word, not big
+    classification = callbacks.classify_batch(web_app.spotter, batch, "student")
+    assert [(r["filename"], r["ok"], r.get("error")) for r in classification["results"]] == [
+        ("big.jpg", False, "The file is 30 MB; the limit is 15 MB per photo."),
+        ("blue.jpg", True, None),
+        ("odd.jpg", False, "This file was not sent; please choose it again.")]
+    assert [r["photo"] for r in classification["results"]] == [0, 1, 2]  # "Show why" finds blue.jpg's photo
+    assert [photo["filename"] for photo in classification["photos"]] == ["big.jpg", "blue.jpg", "odd.jpg"]
+    only_big = callbacks.classify_batch(web_app.spotter, {"names": ["big.jpg"], "sizes": [30 * MB],
+                                                          "contents": [None]}, "student")
+    assert [r["error"] for r in only_big["results"]] == ["The file is 30 MB; the limit is 15 MB per photo."]
+
+
+def test_the_upload_hint_names_the_formats_the_error_names_and_the_per_photo_limit(web_app):
+    from coinspotter.imageio import NOT_AN_IMAGE
+
+    hint = [text for text in texts(web_app.app.layout) if "several coins per photo" in text]
+    assert hint == ["JPEG, PNG, WebP, GIF or BMP, up to 15 MB each; several coins per photo are fine."]
+    assert "JPEG, PNG, WebP, GIF or BMP" in NOT_AN_IMAGE

@@ -8,7 +8,10 @@
 # (TEMPERATURES="2 5 10" picks the distillation temperatures of the students step), and, run on their own:
 # phone_views phone_models (the stronger-colour-cast experiment), upright_views upright_student (the
 # upright-model + turn-search experiment, benchmarks/turn_search.py), and, once, bundle_ensemble (copies and
-# calibrates the ensemble members into web-app/models and writes its card). Default: the first list, in order.
+# calibrates the ensemble members into web-app/models and writes its card), and the real-photo recipe
+# (README "Real photos"): student_real deep_real (training/finetune.py: the whole network on catalogue faces and
+# real photos, REAL=../shared/data/real-photos-train), then bundle_real (serves them: student and ensemble).
+# Default: the first list, in order.
 # The third teacher is a MobileNetV2 fine-tuned from block 6 up: no InceptionV3 ImageNet weights can be had
 # here (the script still takes --arch inceptionv3 --weights imagenet).
 set -euo pipefail
@@ -21,6 +24,12 @@ STEPS=${*:-audit views student_baseline xception bilinear_xception mobilenetv2_d
 common=(--views "$RUNS/views" --data "$DATA" --audit reports/audit.json --out "$MODELS" --work "$RUNS" --resume)
 mnv2=(--arch mobilenetv2 --weights "$WEIGHTS/mobilenet_v2_imagenet_notop.weights.h5")
 xcp=(--weights "$WEIGHTS/xception_imagenet_notop.weights.h5")
+real=(--data "$DATA" --audit reports/audit.json --real-photos "${REAL:-../shared/data/real-photos-train}"
+      --holdout-sources casa0018-jyshen-gbp --out "$MODELS" --work "$RUNS" --resume)
+catalogue_model() {  # the catalogue-only model $1 as served at edfcf83 (before the real-photo recipe replaced it)
+  mkdir -p "$RUNS/init"
+  [ -f "$RUNS/init/$1.h5" ] || git show "edfcf83:web-app/models/$1.h5" > "$RUNS/init/$1.h5"
+}
 
 for step in $STEPS; do
   echo "=== $step $(date -u +%FT%TZ)"
@@ -63,6 +72,27 @@ for step in $STEPS; do
       python training/calibrate.py web-app/models/mobilenetv2_deep.json --data "$DATA" --audit reports/audit.json --tta 8
       python training/ensemble.py --members mobilenetv2_deep student --out web-app/models \
         --display-name "Ensemble: deep MobileNetV2 teacher + student" ;;
+    # The real-photo recipe: every layer fine-tuned end to end from the served catalogue models, half of each batch
+    # real photos, fresh augmentation every step; one real source held out to measure unseen photographers.
+    # They start from the catalogue-trained models as served before them (commit edfcf83), kept under $RUNS/init.
+    student_real) catalogue_model student; python training/finetune.py --name student_real --init "$RUNS/init/student.h5" "${real[@]}" \
+      --epochs 7 --steps-per-epoch 250 ;;
+    deep_real) catalogue_model mobilenetv2_deep; python training/finetune.py --name deep_real --init "$RUNS/init/mobilenetv2_deep.h5" "${real[@]}" \
+      --epochs 3 --steps-per-epoch 200 --seed 1 ;;
+    bundle_real)
+      python training/bundle.py "$MODELS/student_real.json" --as student --out web-app/models
+      python training/bundle.py "$MODELS/deep_real.json" --as mobilenetv2_deep --out web-app/models
+      # the temperature is baked into the .h5, so the TFLite copies are made after it, and the turns' temperature
+      # is fitted on what is served (the copies)
+      for m in student mobilenetv2_deep; do
+        python training/calibrate.py "web-app/models/$m.json" --data "$DATA" --audit reports/audit.json
+      done
+      python training/export_tflite.py --models web-app/models
+      for m in student mobilenetv2_deep; do
+        python training/calibrate.py "web-app/models/$m.json" --data "$DATA" --audit reports/audit.json --tta 8
+      done
+      python training/ensemble.py --members mobilenetv2_deep student --out web-app/models \
+        --display-name "Ensemble: two MobileNetV2s fine-tuned end to end on real photos" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

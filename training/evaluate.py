@@ -50,6 +50,8 @@ from coinspotter.catalog import load_catalog  # noqa: E402
 log = logging.getLogger("evaluate")
 
 REAL_PHOTOS = "real_photos_dev"
+REAL_HOLDOUT = "real_photos_holdout"  # real-photos-train's held-out sources (--real-holdout)
+REAL_SETS = (REAL_PHOTOS, REAL_HOLDOUT)
 LATENCY_BATCH_SIZES = (1, 8)
 WORST_CLASSES = 25
 TOP_CONFUSED = 15
@@ -61,6 +63,9 @@ def parse_args(argv=None):
     parser.add_argument("cards", nargs="+", help="model cards to evaluate (web-app/models/<name>.json)")
     parser.add_argument("--data", required=True, help="coin-images folder (train/validation/test)")
     parser.add_argument("--real-photos", help="real-photos-dev folder (labels.csv + images/)")
+    parser.add_argument("--real-holdout", help="real-photos-train folder: its --holdout-sources are measured, per currency")
+    parser.add_argument("--holdout-sources", nargs="+", default=[],
+                        help="source short names (file name prefixes) held out of training, for --real-holdout")
     parser.add_argument("--audit", help="audit.json from training/audit.py: its leak-free lists (default: byte rule)")
     parser.add_argument("--splits", nargs="+", default=["validation"], choices=("validation", "test"))
     parser.add_argument("--out", default="reports", help="folder for the json, markdown and pictures")
@@ -140,22 +145,33 @@ def load_catalogue_split(root: Path, split: str, audit: dataset.Audit | None, lo
     )
 
 
-def load_real_photos(root: Path) -> EvalSet:
+def load_real_photos(root: Path, name: str = REAL_PHOTOS, sources: list[str] | None = None) -> EvalSet:
+    """A real-photos folder (labels.csv, images/); with ``sources``, only the photos of those sources (the
+    prefix of a file name before "__"), as held out of training by ``finetune.py --holdout-sources``."""
     with open(root / "labels.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    pictures, coins_found, prepare_ms = load_pictures([root / row["file"] for row in rows], True, "real photos")
+    if sources is not None:
+        known = {Path(row["file"]).name.split("__", 1)[0] for row in rows}
+        if set(sources) - known:
+            raise SystemExit(f"{root} has no source named {sorted(set(sources) - known)}; it has {sorted(known)}")
+        rows = [row for row in rows if Path(row["file"]).name.split("__", 1)[0] in sources]
+    pictures, coins_found, prepare_ms = load_pictures([root / row["file"] for row in rows], True, name.replace("_", " "))
     return EvalSet(
-        name=REAL_PHOTOS, keys=[row["file"] for row in rows], class_ids=[int(row["class_id"]) for row in rows],
+        name=name, keys=[row["file"] for row in rows], class_ids=[int(row["class_id"]) for row in rows],
         pictures=pictures, coins_found=coins_found, prepare_ms=prepare_ms,
     )
 
 
 def load_eval_sets(data_root, real_photos_root=None, audit_path=None, splits=("validation",),
-                   catalogue_view: str = "localised") -> list[EvalSet]:
+                   catalogue_view: str = "localised", real_holdout_root=None, holdout_sources=()) -> list[EvalSet]:
     audit = dataset.read_audit(audit_path) if audit_path else None
     sets = [load_catalogue_split(Path(data_root), split, audit, catalogue_view == "localised") for split in splits]
     if real_photos_root:
         sets.append(load_real_photos(Path(real_photos_root)))
+    if real_holdout_root:
+        if not holdout_sources:
+            raise SystemExit("--real-holdout needs --holdout-sources: the sources the model was not trained on")
+        sets.append(load_real_photos(Path(real_holdout_root), REAL_HOLDOUT, list(holdout_sources)))
     return sets
 
 
@@ -268,7 +284,7 @@ def card_metrics(report: dict) -> dict:
 
     figures = {}
     for name, result in report["sets"].items():
-        if name == REAL_PHOTOS:
+        if name in REAL_SETS:
             figures[name] = headline(result["full"])
             figures[name]["per_currency"] = {code: {key: m[key] for key in ("images", "top1", "value_accuracy")}
                                              for code, m in result["per_currency"].items()}
@@ -325,7 +341,7 @@ def evaluate_card(card_path, data_root, real_photos_root=None, audit_path=None, 
             [str(card_path), "--data", str(data_root)]
             + (["--real-photos", str(real_photos_root)] if real_photos_root else [])
             + (["--audit", str(audit_path)] if audit_path else [])
-            + ["--splits", *[s.name for s in eval_sets if s.name != REAL_PHOTOS]]
+            + ["--splits", *[s.name for s in eval_sets if s.name not in REAL_SETS]]
             + (["--catalogue-view", catalogue_view] if catalogue_view != "localised" else [])
         )
     started = time.perf_counter()
@@ -412,19 +428,26 @@ def write_summary(out: Path) -> None:
               f"{r['latency'].get('load_average_1min', '–')} on {r['cpu_count']} cores): `{r['measured_by']}`"
               for r in reports]
 
-    with_real = [r for r in reports if REAL_PHOTOS in r["sets"]]
-    if with_real:
-        currencies = sorted({code for r in with_real for code in r["sets"][REAL_PHOTOS]["per_currency"]})
-        lines += ["", "## Real photos (real-photos-dev) per currency: top-1 / value accuracy in %", "",
-                  "| currency | photos | " + " | ".join(r["model"] for r in with_real) + " |",
-                  "|---|---:|" + "---|" * len(with_real)]
-        for code in currencies:
+    titles = {REAL_PHOTOS: "Real photos (real-photos-dev)",
+              REAL_HOLDOUT: "Real photos of sources held out of training (part of real-photos-train)"}
+    for real_set in REAL_SETS:
+        with_set = [r for r in reports if real_set in r["sets"]]
+        if not with_set:
+            continue
+        currencies = sorted({code for r in with_set for code in r["sets"][real_set]["per_currency"]})
+        lines += ["", f"## {titles[real_set]} per currency: top-1 / value accuracy in %", "",
+                  "| currency | photos | " + " | ".join(r["model"] for r in with_set) + " |",
+                  "|---|---:|" + "---|" * len(with_set)]
+        for code in currencies + ["all"]:
             cells, count = [], 0
-            for report in with_real:
-                m = report["sets"][REAL_PHOTOS]["per_currency"].get(code)
+            for report in with_set:
+                m = (report["sets"][real_set]["per_currency"].get(code) if code != "all"
+                     else report["sets"][real_set]["full"])
                 count = m["images"] if m else count
                 cells.append(f"{percent(m['top1'])} / {percent(m['value_accuracy'])}" if m else "–")
             lines.append(f"| {code} | {count} | " + " | ".join(cells) + " |")
+    with_real = [r for r in reports if REAL_PHOTOS in r["sets"]]
+    if with_real:
         lines += [""]
         for report in with_real:
             found = report["sets"][REAL_PHOTOS]["localiser"]
@@ -601,7 +624,8 @@ def main(argv=None) -> int:
     from coinspotter.modelcard import read_card
 
     command = "python training/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    eval_sets = load_eval_sets(args.data, args.real_photos, args.audit, args.splits, args.catalogue_view)
+    eval_sets = load_eval_sets(args.data, args.real_photos, args.audit, args.splits, args.catalogue_view,
+                               args.real_holdout, args.holdout_sources)
     registries: dict[Path, ModelRegistry] = {}  # one per models folder, so ensemble members load once
     for card_path in args.cards:
         folder = Path(card_path).resolve().parent
@@ -615,7 +639,9 @@ def main(argv=None) -> int:
                                                          if k not in ("measured_by", "leak_free_rule")}))
         if args.update_card:
             card = read_card(card_path)
-            card.metrics = report["card_metrics"]
+            # the original's protocol (whole catalogue pictures) is kept beside the server's-way figures
+            card.metrics = (report["card_metrics"] if args.catalogue_view == "localised"
+                            else {**card.metrics, "whole_picture": report["card_metrics"]})
             card.save(card_path)
             log.info("wrote the headline figures into %s", card_path)
     log.info("reports in %s", args.out)

@@ -19,13 +19,14 @@ import api  # noqa: E402
 import callbacks  # noqa: E402
 import hardening  # noqa: E402
 import layout  # noqa: E402
-from coinspotter.inference import configure_tensorflow_threads  # noqa: E402
 from coinspotter.service import CoinSpotter  # noqa: E402
 
-configure_tensorflow_threads()
 # Cards are read here; the models themselves load in each worker after the fork (gunicorn.conf.py's
-# post_worker_init), because TensorFlow's thread pools do not survive a fork: a model loaded in the
-# --preload master hangs its workers. Without that hook they load on the first request.
+# post_worker_init): TensorFlow's thread pools do not survive a fork (a model loaded in the --preload master
+# hangs its workers), and LiteRT's interpreters are best made where they run. Without that hook they load on the
+# first request. Nothing here imports TensorFlow: the deployed app (requirements.txt) serves the models' TFLite
+# copies through LiteRT; where a card serves its .h5, loading it sets TensorFlow's threads first
+# (inference.load_keras_model).
 spotter = CoinSpotter()
 
 app = dash.Dash(

@@ -2,7 +2,8 @@
 
 Three steps, so that nothing is sent or computed twice:
 1. in the browser (assets/upload.js), the chosen files go to the "upload-batch" store, or only their names and
-   sizes when they are over a whole-request limit, so a doomed upload is never sent;
+   sizes when they are over a whole-request limit, so a doomed upload is never sent; a photo over the per-photo
+   limit is held back on its own (its size goes, not its bytes) and gets the server's message for it;
 2. ``classify_uploads`` keeps the results (with thumbnails, and a numbered overview of each photo holding
    several coins) in the "classification" store;
 3. ``render_results`` draws them in a currency, so a change of currency re-renders without the photos.
@@ -21,7 +22,8 @@ import layout
 import photo_views
 from coinspotter.announce import result_sentence
 from coinspotter.config import Limits, megabytes
-from coinspotter.service import CoinSpotter, RequestError, Upload, coin_currencies
+from coinspotter.imageio import ImageError, check_file_size
+from coinspotter.service import CoinSpotter, RequestError, Upload, coin_currencies, display_filename
 
 log = logging.getLogger(__name__)
 JSON_OVERHEAD_BYTES = 64 * 1024  # what a callback request carries besides the photos: names, ids, the model
@@ -37,7 +39,8 @@ def page_upload_bytes(limits: Limits) -> int:
 
 def upload_limits(limits: Limits) -> dict:
     """What the browser checks before sending (assets/upload.js); the server checks again."""
-    return {"max_files": limits.max_files, "page_upload_bytes": page_upload_bytes(limits)}
+    return {"max_files": limits.max_files, "page_upload_bytes": page_upload_bytes(limits),
+            "max_bytes_per_file": limits.max_bytes_per_file}
 
 
 def decode_data_url(contents: str) -> bytes:
@@ -57,13 +60,17 @@ def classify_batch(spotter: CoinSpotter, batch, model: str, currencies=None) -> 
     """The "upload-batch" store's content (from the browser: any JSON at all) -> what ``classify_uploads`` keeps;
     ``currencies``: the "Coins from" selector's value (any JSON too: the service checks it)."""
     names, contents = (batch.get("names"), batch.get("contents")) if isinstance(batch, dict) else (None, None)
-    if not _strings(names) or not (contents is None or (_strings(contents) and len(contents) == len(names))):
+    if not _strings(names) or not (contents is None or (isinstance(contents, list) and len(contents) == len(names)
+                                                        and all(item is None or isinstance(item, str)
+                                                                for item in contents))):
         return {"error": "These files could not be read; please choose them again."}
+    sizes = batch.get("sizes")
+    sizes = sizes if isinstance(sizes, list) and len(sizes) == len(names) else [None] * len(names)
+    sizes = [size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None for size in sizes]
     if contents is None:  # held back in the browser: the request would be over a limit; say which
-        sizes = batch.get("sizes")
-        total = sum(size for size in sizes if isinstance(size, int)) if isinstance(sizes, list) else 0
+        total = sum(size for size in sizes if size is not None)
         return {"error": request_limit_message(spotter, model, len(names), total)}
-    return classify_uploads(spotter, contents, names, model, currencies)
+    return classify_uploads(spotter, contents, names, model, currencies, sizes)
 
 
 def request_limit_message(spotter: CoinSpotter, model: str, count: int, total_bytes: int) -> str:
@@ -78,26 +85,48 @@ def request_limit_message(spotter: CoinSpotter, model: str, count: int, total_by
     return "These files could not be sent; please choose them again."
 
 
-def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[str], model: str,
-                     currencies=None) -> dict:
+def held_back_message(spotter: CoinSpotter, size) -> str:
+    """What a photo the browser held back gets (assets/upload.js: over the per-photo limit): the server's own
+    sentence for a file of that size, or, when the size given does not explain it, a plain request to send it again."""
+    try:
+        if isinstance(size, int):
+            check_file_size(size, spotter.settings.limits)
+    except ImageError as error:
+        return str(error)
+    return "This file was not sent; please choose it again."
+
+
+def classify_uploads(spotter: CoinSpotter, contents: list[str | None], filenames: list[str], model: str,
+                     currencies=None, sizes: list | None = None) -> dict:
     """What the page keeps of one classification: ``{"model", "model_name", "currencies", "results", "photos"}``,
     each result with the index of its ``photo`` and each coin its ``thumbnail``, each photo its name, coin count
     and, when it holds several coins, a numbered ``overview``; or ``{"error": message}`` when the request cannot
-    be served at all. ``currencies``: the "Coins from" hint (``CoinSpotter.classify_per_upload``)."""
-    uploads = [Upload(name or "", decode_data_url(data)) for data, name in zip(contents, filenames)]
+    be served at all. ``currencies``: the "Coins from" hint (``CoinSpotter.classify_per_upload``). A ``None``
+    content is a photo the browser held back as over the per-photo limit (``sizes[i]``: its size): it gets its
+    message (``held_back_message``) beside the others' results, and its bytes never came."""
+    sizes = sizes if sizes is not None else [None] * len(contents)
+    held = {index: held_back_message(spotter, sizes[index]) for index, data in enumerate(contents) if data is None}
+    sent = [index for index in range(len(contents)) if index not in held]
+    uploads = [Upload(filenames[index] or "", decode_data_url(contents[index])) for index in sent]
     views: dict[int, dict] = {}
 
-    def draw(index, image, boxes):  # while the photo is decoded: no second decode for the pictures
-        views[index] = {
+    def draw(position, image, boxes):  # while the photo is decoded: no second decode for the pictures
+        views[sent[position]] = {
             "thumbnails": [photo_views.coin_thumbnail(image, box) for box in boxes],
             "overview": photo_views.numbered_overview(image, boxes) if len(boxes) > 1 else None,
         }
 
     try:
         currencies = coin_currencies(currencies)
-        card, per_upload = spotter.classify_per_upload(uploads, model=model, on_photo=draw, currencies=currencies)
+        spotter.check_request(model, 1, len(contents))  # the model, and every file chosen counts to the limit
+        card, sent_results = (spotter.classify_per_upload(uploads, model=model, on_photo=draw, currencies=currencies)
+                              if uploads else (spotter.registry.cards[model], []))  # else: every photo held back
     except RequestError as error:
         return {"error": str(error)}
+    by_index = dict(zip(sent, sent_results))
+    shown_names = [display_filename(name) for name in filenames]
+    per_upload = [[spotter.error_result(shown_names[index], held[index])] if index in held else by_index[index]
+                  for index in range(len(contents))]
     results = []
     for index, upload_results in enumerate(per_upload):
         thumbnails = views.get(index, {}).get("thumbnails", [])
@@ -107,18 +136,18 @@ def classify_uploads(spotter: CoinSpotter, contents: list[str], filenames: list[
                 result["thumbnail"] = thumbnails[result["coin"] - 1]
             results.append(result)
     photos = [
-        {"filename": upload.filename, "coins": len(views.get(index, {}).get("thumbnails", [])),
+        {"filename": name, "coins": len(views.get(index, {}).get("thumbnails", [])),
          "overview": views.get(index, {}).get("overview")}
-        for index, upload in enumerate(uploads)
+        for index, name in enumerate(shown_names)
     ]
     return {"model": model, "model_name": card.display_name, "currencies": currencies, "results": results,
             "photos": photos}
 
 
 def render_results(spotter: CoinSpotter, classification: dict, currency: str | None):
-    """The summary, then the cards in the batch's order (file-name order: assets/upload.js): a photo holding
-    several coins shown once, numbered, with its coins' cards under it; single-coin photos and failed files as
-    cards in one flowing grid."""
+    """The summary, then the cards in the batch's order (file-name order: assets/upload.js), all in one regular
+    grid: a photo holding several coins shown once, numbered, in a cell of its own followed by its coins' cards;
+    single-coin photos and failed files as cards."""
     return render_page(spotter, classification, currency)[0]
 
 
@@ -134,7 +163,7 @@ def render_page(spotter: CoinSpotter, classification: dict, currency: str | None
         except RequestError as error:  # a code the selector does not offer
             conversion = {"rates_error": str(error)}
     photos = classification.get("photos") or []
-    sections, grid = [], []
+    cells = []
     model = classification.get("model")
     currencies = classification.get("currencies")
     for index, group in itertools.groupby(enumerate(results), key=lambda item: item[1].get("photo")):
@@ -145,16 +174,11 @@ def render_page(spotter: CoinSpotter, classification: dict, currency: str | None
                              currencies=currencies)
                  for position, result in group]
         if overview is None:
-            grid.extend(cards)
-            continue
-        if grid:
-            sections.append(dbc.Row(grid))
-            grid = []
-        sections.append(layout.multi_coin_photo(photo["filename"], overview, len(group), cards))
-    if grid:
-        sections.append(dbc.Row(grid))
+            cells.extend(cards)
+        else:
+            cells.append(layout.multi_coin_photo(photo["filename"], overview, len(group), cards))
     summary = layout.summary_card(spotter.summarise(results), classification["model_name"], conversion, currencies)
-    return html.Div([summary, *sections]), result_sentence(results, conversion)
+    return html.Div([summary, layout.results_grid(cells)]), result_sentence(results, conversion)
 
 
 def result_card(spotter: CoinSpotter, result: dict, numbered: bool, position: int = 0, model: str | None = None,

@@ -9,7 +9,9 @@ from dash import dcc, html
 
 from coinspotter.announce import NO_COIN_IDENTIFIED, counted
 from coinspotter.catalog import Catalog
+from coinspotter.config import megabytes
 from coinspotter.currency_hint import MIN_MASS, too_little_mass
+from coinspotter.imageio import ACCEPTED_DESCRIPTION
 from coinspotter.money import CURRENCIES
 from coinspotter.service import CONVERSION_CURRENCIES, CoinSpotter
 
@@ -34,6 +36,14 @@ def coin_currency_options(catalog: Catalog) -> list[dict]:
 def coins_from_note(currencies) -> str | None:
     """What the summary says of a "Coins from" hint: None without one."""
     return f"Coins from: {', '.join(currencies)} only (other currencies not considered)" if currencies else None
+
+
+def upload_hint(upload_limits: dict) -> str:
+    """Under the upload button: the formats the server takes, in the words of its error for any other file
+    (``imageio.ACCEPTED_DESCRIPTION``), and the per-photo limit the browser checks (assets/upload.js)."""
+    per_photo = upload_limits.get("max_bytes_per_file")
+    size = f", up to {megabytes(per_photo)} each" if per_photo else ""
+    return f"{ACCEPTED_DESCRIPTION}{size}; several coins per photo are fine."
 
 
 def build_layout(spotter: CoinSpotter, upload_limits: dict):
@@ -75,7 +85,7 @@ def build_layout(spotter: CoinSpotter, upload_limits: dict):
                                     html.Button("Take a photo or choose photos", id="choose-photos", type="button",
                                                 className="btn btn-primary my-1"),
                                     html.Div("— or drop them here", className="small"),
-                                    html.Small("JPEG, PNG, WebP; several coins per photo are fine.", className="text-muted"),
+                                    html.Small(upload_hint(upload_limits), className="text-muted upload-hint"),
                                 ]
                             ),
                         ),
@@ -223,6 +233,13 @@ def file_label(filename: str) -> str:
     return filename or "(no name)"
 
 
+def file_name(filename: str, className: str = ""):
+    """A file's name as the cards show it: on one line, cut with "…" when longer than its place, the whole name in
+    its ``title`` (a tooltip on hover, and what a screen reader can reach); never broken mid-word."""
+    label = file_label(filename)
+    return html.Span(label, title=label, className=f"file-name {className}".strip())
+
+
 def page_image(url) -> str | None:
     """``url`` when it is a picture photo_views drew, else None: the stores feeding the page come back from the
     browser, and nothing else may become an ``src``."""
@@ -250,7 +267,9 @@ def coin_card(result: dict, flag: str, numbered: bool = False, why=None):
     # the number drawn on the photo above; the text below says it in words, so screen readers skip this one
     number = (html.Span(str(result["coin"]), className="coin-number me-2", **{"aria-hidden": "true"})
               if numbered else None)
-    where = f"coin {result['coin']} of {filename}" if numbered else f"{filename} · coin {result['coin']}"
+    # the file's name cut to its place (its whole name in a tooltip), what is said of the coin always in full
+    where = ([html.Span(f"coin {result['coin']} of ", className="coin-of"), file_name(filename)] if numbered
+             else [file_name(filename), html.Span(f" · coin {result['coin']}", className="coin-of")])
     body = [
         html.Div(
             [
@@ -269,8 +288,9 @@ def coin_card(result: dict, flag: str, numbered: bool = False, why=None):
                             ],
                             className="fw-semibold",
                         ),
-                        html.Small(where, className="text-muted text-break coin-source"),
-                    ]
+                        html.Small(where, className="text-muted coin-source"),
+                    ],
+                    className="coin-heading",
                 ),
             ],
             className="d-flex align-items-start",
@@ -291,39 +311,53 @@ def coin_card(result: dict, flag: str, numbered: bool = False, why=None):
     body.append(probability_chart(result["top"]))
     if why is not None:
         body.append(why)
-    return dbc.Col(dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm coin-card"), xs=12, md=6, xl=4, className="mb-3")
+    return html.Div(dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm coin-card"), className="result-cell")
 
 
 def multi_coin_photo(filename: str, overview: str, count: int, cards: list):
-    """A photo holding several coins: shown once, each coin outlined and numbered, then its coins' cards."""
+    """A photo holding several coins: shown once, each coin outlined and numbered, in a cell of the results grid
+    like any card, then its coins' cards in the cells after it (the section groups them for assistive technology
+    and takes no room of its own: ``display: contents``, assets/style.css)."""
     filename = file_label(filename)
     return html.Section(
         [
-            dbc.Card(
-                dbc.CardBody(
-                    html.Figure(
-                        [
-                            html.Img(src=page_image(overview), className="photo-overview",
-                                     alt=f"Photo {filename} with {count} coins found, numbered 1-{count}"),
-                            html.Figcaption(f"{count} coins found in {filename}, numbered as on their cards below.",
-                                            className="small text-muted mt-2 mb-0 text-break"),
-                        ],
-                        className="mb-0",
-                    )
+            html.Div(
+                dbc.Card(
+                    dbc.CardBody(
+                        html.Figure(
+                            [
+                                html.Img(src=page_image(overview), className="photo-overview",
+                                         alt=f"Photo {filename} with {count} coins found, numbered 1-{count}"),
+                                html.Figcaption([f"{count} coins found in ", file_name(filename),
+                                                 ", numbered as on their cards."],
+                                                className="small text-muted mt-2 mb-0"),
+                            ],
+                            className="mb-0",
+                        )
+                    ),
+                    className="h-100 shadow-sm overview-card",
                 ),
-                className="mb-3 shadow-sm",
+                className="result-cell",
             ),
-            dbc.Row(cards),
+            *cards,
         ],
         className="multi-coin-photo",
         **{"aria-label": f"{filename}: {count} coins"},
     )
 
 
+def results_grid(cells: list):
+    """Every card of a classification in one regular grid (1, 2 or 3 equal columns by the screen's width;
+    assets/style.css), single-coin photos, a multi-coin photo with its coins' cards, and failed files alike:
+    rows line up whatever the mix, and no card is left alone on a row of its own for want of a neighbour."""
+    return html.Div(cells, className="results-grid")
+
+
 def error_card(result: dict):
-    return dbc.Col(
-        dbc.Alert([html.Strong(file_label(result["filename"])), html.Br(), result["error"]], color="danger", className="h-100 mb-0"),
-        xs=12, md=6, xl=4, className="mb-3 error-card",
+    return html.Div(
+        dbc.Alert([html.Strong(file_name(result["filename"])), html.Br(), result["error"]], color="danger",
+                  className="h-100 mb-0"),
+        className="result-cell error-card",
     )
 
 
