@@ -1,8 +1,11 @@
 """Benchmark of the coin localiser on synthetic multi-coin scenes built from real catalogue coins.
 
     python benchmarks/localiser_scenes.py --data /work/shared/data/coin-images [--scenes 200] [--seed 0]
-        [--real-photos /work/shared/data/real-photos-dev] [--faces-split train] [--sheet sheet.png]
-        [--json out.json]
+        [--localiser hough|finder] [--real-photos /work/shared/data/real-photos-dev] [--faces-split train]
+        [--sheet sheet.png] [--json out.json]
+
+``--localiser``: today's Hough localiser (``localize.locate_coins``, the default) or the learned coin finder
+(``finder.CoinFinder``, the bundled model); the scenes and the matching are the same for both.
 
 1. Coin cut-outs: catalogue pictures of the chosen split (validation by default) are cut into faces by
    ``split_faces``; each face whose circle lies inside its picture becomes a round cut-out.
@@ -40,6 +43,7 @@ MATCH_CENTRE = 0.5  # fraction of the true radius
 # useless then, so a centre match also needs the box side within 30% of the true box's.
 MATCH_SIDE_RATIO = 1.3
 EMPTY_SCENE_EVERY = 10  # one scene in ten has no coin
+LOCATE = locate_coins  # what is measured; main() sets it from --localiser
 
 
 def load_cutouts(split_dir: Path, count: int, rng: np.random.Generator) -> list[CoinCutout]:
@@ -132,7 +136,7 @@ def timed_locate(image: Image.Image):
     Both, because on a shared machine the wall clock also counts time spent waiting for a core.
     """
     wall, cpu = time.perf_counter(), time.process_time()
-    result = locate_coins(image)
+    result = LOCATE(image)
     return result, (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
 
 
@@ -265,9 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, default=None,
                         help="write a contact sheet of split_faces on 40 pictures of --faces-split (or train)")
     parser.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
+    parser.add_argument("--localiser", choices=("hough", "finder"), default="hough")
     args = parser.parse_args(argv)
 
-    report: dict = {"seed": args.seed}
+    global LOCATE
+    report: dict = {"seed": args.seed, "localiser": args.localiser}
+    if args.localiser == "finder":
+        from coinspotter.finder import CoinFinder
+
+        finder = CoinFinder()
+        if not finder.load():
+            print(f"the coin finder cannot be loaded: {finder.error}", file=sys.stderr)
+            return 1
+        LOCATE = finder.locate
+        report["finder_backend"] = finder.backend
     cutouts = load_cutouts(args.data / args.split, args.cutouts, np.random.default_rng(args.seed))
     print(f"{len(cutouts)} coin cut-outs from {args.data / args.split}")
     rows, latencies = run_scenes(cutouts, args.scenes, args.seed)
@@ -276,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nSynthetic scenes (match: box IoU >= {MATCH_IOU}, or centre within {MATCH_CENTRE} r and side within "
           f"{MATCH_SIDE_RATIO - 1:.0%})")
     print_table(rows)
-    print(f"locate_coins latency (scenes 480-800 px wide): {_latency_text(report['synthetic_latency'])}")
+    print(f"{args.localiser} latency (scenes 480-800 px wide): {_latency_text(report['synthetic_latency'])}")
     overall = rows["all"]
     bar = overall["recall"] >= 0.95 and overall["false_find_rate"] <= 0.05
     print(f"bar (recall >= 0.95, false finds <= 5%): {'MET' if bar else 'NOT MET'}")

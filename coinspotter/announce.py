@@ -9,6 +9,7 @@ from __future__ import annotations
 from .service import CoinSpotter
 
 NO_COIN_IDENTIFIED = "No coin could be identified in these files"  # the page's summary card says it too
+NO_COIN_SURE = "No coin is sure enough to be counted; total 0"
 
 
 def counted(count: int, noun: str) -> str:
@@ -33,17 +34,33 @@ def spoken_total(total: dict) -> str:
 
 
 def result_sentence(results: list[dict], conversion: dict | None = None) -> str:
-    """Each coin in order and the total: in the chosen currency when ``conversion`` (``CoinSpotter.convert``'s
-    answer) has a ``total``, else per currency ("total 1 EUR and 0.25 USD"); then how many files gave no coin."""
+    """Each coin the model is sure of and their total: in the chosen currency when ``conversion``
+    (``CoinSpotter.convert``'s answer) has a ``total``, else per currency ("total 1 EUR and 0.25 USD"); then,
+    apart, the coins it is not sure of, which are not in the total, and what they could add; then how many
+    files gave no coin. "1 coin: 1 Euro; total 1 EUR; not sure, not in the total: 1 coin, maybe 50 Euro
+    Cent, could add 0.50 EUR."
+    """
     summary = CoinSpotter.summarise(results)
+    conversion = conversion or {}
     coins = [result for result in results if result.get("ok")]
+    sure = [result for result in coins if not result["uncertain"]]
+    doubtful = [result for result in coins if result["uncertain"]]
     if not coins:
         sentence = NO_COIN_IDENTIFIED
     else:
-        total = (conversion or {}).get("total")
-        amounts = ([spoken_total(total)] if total else
-                   [f"{entry['amount']} {entry['currency']}" for entry in summary["by_currency"]])
-        sentence = f"{counted(summary['coins'], 'coin')}: {', '.join(map(coin_name, coins))}; total {' and '.join(amounts)}"
+        total = conversion.get("total")
+        if sure:
+            amounts = ([spoken_total(total)] if total else
+                       [f"{entry['amount']} {entry['currency']}" for entry in summary["by_currency"]])
+            sentence = f"{counted(len(sure), 'coin')}: {', '.join(map(coin_name, sure))}; total {' and '.join(amounts)}"
+        else:
+            sentence = NO_COIN_SURE
+        if doubtful:
+            could = conversion.get("not_sure")
+            adds = ([f"{could['could_add']} {could['currency']}"] if could else
+                    [f"{entry['amount']} {entry['currency']}" for entry in summary["not_sure"]["by_currency"]])
+            sentence += (f"; not sure, not in the total: {counted(len(doubtful), 'coin')}, "
+                         f"{', '.join(map(coin_name, doubtful))}, could add {' and '.join(adds)}")
     if summary["files_failed"]:
         sentence += f"; {counted(summary['files_failed'], 'file')} could not be used"
     return sentence + "."

@@ -75,11 +75,25 @@ def format_line(path: Path, result: dict) -> str:
     )
 
 
-def format_total(total: dict) -> str:
-    """``Total: €1.50 (offline rates as of 2024-12-31)``, and the provider's credit where its terms ask for one."""
-    line = f"Total: {total['formatted']} ({total['rates']['label']})"
+def format_total(total: dict, some_not_sure: bool = False) -> str:
+    """``Total: €1.50 (offline rates as of 2024-12-31)``, and the provider's credit where its terms ask for one.
+    ``some_not_sure``: "Total of the sure coins: ...", as the not-sure ones are left out of it."""
+    label = "Total of the sure coins" if some_not_sure else "Total"
+    line = f"{label}: {total['formatted']} ({total['rates']['label']})"
     attribution = total["rates"]["attribution"]
     return line + (f"\n  {attribution['text']}: {attribution['url']}" if attribution else "")
+
+
+def format_not_sure(lines, conversion: dict) -> str | None:
+    """The coins the model is not sure of, apart from the total: ``Not sure, not in the total: 1 coin
+    (a.jpg #2); they could add €0.50``; None when every coin is sure."""
+    doubtful = [(path, result) for path, result in lines if result.get("ok") and result["uncertain"]]
+    if not doubtful:
+        return None
+    which = ", ".join(f"{shown(path)} #{result['coin']}" for path, result in doubtful)
+    line = f"Not sure, not in the total: {len(doubtful)} coin{'' if len(doubtful) == 1 else 's'} ({which})"
+    could = conversion.get("not_sure")
+    return line + (f"; they could add {could['formatted']}" if could else "")
 
 
 class ExplanationFolder:
@@ -190,7 +204,9 @@ def classify_command(args) -> int:
             # every coin first, so that all values and their total come from one rate table
             lines = list(lines)
             conversion = spotter.convert([result for _, result in lines], currency)
+        seen = []
         for path, result in lines:
+            seen.append((path, result))
             failures += not result["ok"]
             if args.json:
                 print(json.dumps({"path": str(path), **result}, ensure_ascii=False))
@@ -205,8 +221,12 @@ def classify_command(args) -> int:
         return 2
     if args.json and conversion:
         print(json.dumps(conversion, ensure_ascii=False))
-    elif "total" in conversion:
-        print(format_total(conversion["total"]))
+    elif not args.json:
+        if "total" in conversion:
+            print(format_total(conversion["total"], "not_sure" in conversion))
+        doubt = format_not_sure(seen, conversion)
+        if doubt:
+            print(doubt)
     if "rates_error" in conversion:
         print(f"error: {conversion['rates_error']}", file=sys.stderr)
     return 1 if failures or "rates_error" in conversion else 0

@@ -21,7 +21,8 @@ from .catalog import Catalog, load_catalog
 from .config import Settings
 from .imageio import ImageError, decode_image
 from .inference import ModelRegistry
-from .localize import CoinBox, crop_box, locate_coins
+from .finder import find_coins
+from .localize import CoinBox, crop_box
 from .money import TARGET_CURRENCIES, currency_code
 from .rates import RateService, RateUnavailable, supported_currencies
 
@@ -75,6 +76,7 @@ class _Coin:
     coin_index: int
     box: CoinBox
     crop: Image.Image
+    image_size: tuple[int, int] = (0, 0)  # width, height of the photo: the API's box is clipped to it
 
 
 def conversion_currency(code: object) -> str:
@@ -257,12 +259,13 @@ class CoinSpotter:
             image = decode_image(upload.data, self.settings.limits)
         except ImageError as error:
             return str(error)
-        boxes = locate_coins(image).boxes
+        boxes = find_coins(image).boxes
         if not boxes:
             return NO_COIN_FOUND
         if on_photo is not None:
             on_photo(index, image, boxes)
-        return [_Coin(index, number, box, crop_box(image, box)) for number, box in enumerate(boxes, start=1)]
+        return [_Coin(index, number, box, crop_box(image, box), image.size)
+                for number, box in enumerate(boxes, start=1)]
 
     @staticmethod
     def error_result(filename: str, message: str) -> dict:
@@ -283,7 +286,7 @@ class CoinSpotter:
             "filename": filename,
             "ok": True,
             "coin": coin.coin_index,
-            "box": coin.box.as_list(),
+            "box": coin.box.clipped(*coin.image_size).as_list() if coin.image_size[0] else coin.box.as_list(),
             "prediction": ranked[0],
             "top": ranked,
             "uncertain": ranked[0]["probability"] < uncertain_below,
@@ -298,28 +301,42 @@ class CoinSpotter:
         """Give each coin of ``results`` its face value in ``currency`` (``result["converted"]``, added in place)
         and return what the answer adds: ``{"total": ...}``, or ``{"rates_error": sentence}`` when no rate
         source can price every currency involved (then no coin gets a value: none is better than a wrong one).
+        The total adds only the coins the model is sure of (``total["coins"]`` of them); with not-sure coins,
+        ``not_sure`` says how many and what they ``could_add`` if each is the coin it most likely is.
 
-        All values come from one rate table (``RateService.convert_many``): one source, one date, one label.
+        All values come from one rate table (``RateService.rate_set``): one source, one date, one label.
         The total adds the exact values and rounds once, so it may differ by a cent from the rounded values' sum.
         """
         currency = conversion_currency(currency)
         coins = [result for result in results if result.get("ok")]
         items = [(Decimal(coin["prediction"]["face_value"]), coin["prediction"]["currency"]) for coin in coins]
         try:
-            total = self.rates.convert_many(items, currency)
+            rate_set = self.rates.rate_set([currency, *(code for _, code in items)])
         except RateUnavailable as error:
             log.warning("No conversion into %s: %s", currency, error)
             return {"rates_error": f"Values cannot be shown in {currency} right now. {error}"}
-        for coin, line in zip(coins, total.lines):
+        every = rate_set.total(items, currency)
+        for coin, line in zip(coins, every.lines):
             coin["converted"] = {"currency": line.currency, "amount": str(line.amount), "formatted": line.formatted}
-        return {
+        # Honest totals: only the coins the model is sure of are added up; the not-sure ones are what the
+        # total could grow by if each is the coin it most likely is (one rate table for both).
+        sure = [item for coin, item in zip(coins, items) if not coin.get("uncertain")]
+        doubtful = [item for coin, item in zip(coins, items) if coin.get("uncertain")]
+        total = rate_set.total(sure, currency)
+        answer = {
             "total": {
                 "currency": total.currency,
                 "amount": str(total.amount),
                 "formatted": total.formatted,
+                "coins": len(sure),
                 "rates": total.origin.as_dict(),
             }
         }
+        if doubtful:
+            could_add = rate_set.total(doubtful, currency)
+            answer["not_sure"] = {"coins": len(doubtful), "currency": could_add.currency,
+                                  "could_add": str(could_add.amount), "formatted": could_add.formatted}
+        return answer
 
     def exchange_rates(self, base: str = "USD", symbols: list[str] | None = None) -> dict:
         """The rates in use from ``base`` into ``symbols`` (default: every conversion currency), as strings,
@@ -331,17 +348,31 @@ class CoinSpotter:
 
     @staticmethod
     def summarise(results: list[dict]) -> dict:
-        """Face values added up per currency (``convert`` puts them into one currency)."""
+        """Face values added up per currency (``convert`` puts them into one currency), over the coins the model
+        is sure of only. ``coins``/``by_currency``: those coins; ``in_total``: which they are ({filename, coin});
+        ``not_sure``: the others, apart (``coins``, ``which``, and ``by_currency``: what they could add if each is
+        the coin it most likely is). A not-sure coin is never part of a total."""
         totals: "OrderedDict[str, dict]" = OrderedDict()
+        doubtful: "OrderedDict[str, dict]" = OrderedDict()
+        in_total, not_sure = [], []
         for result in results:
             if not result.get("ok"):
                 continue
             prediction = result["prediction"]
-            entry = totals.setdefault(prediction["currency"], {"currency": prediction["currency"], "amount": Decimal(0), "coins": 0})
+            uncertain = bool(result.get("uncertain"))
+            group = doubtful if uncertain else totals
+            entry = group.setdefault(prediction["currency"], {"currency": prediction["currency"], "amount": Decimal(0), "coins": 0})
             entry["amount"] += Decimal(prediction["face_value"])
             entry["coins"] += 1
+            (not_sure if uncertain else in_total).append({"filename": result.get("filename"), "coin": result.get("coin")})
         return {
-            "coins": sum(entry["coins"] for entry in totals.values()),
+            "coins": len(in_total),
             "files_failed": sum(1 for result in results if not result.get("ok")),
             "by_currency": [{**entry, "amount": str(entry["amount"])} for entry in totals.values()],
+            "in_total": in_total,
+            "not_sure": {
+                "coins": len(not_sure),
+                "which": not_sure,
+                "by_currency": [{**entry, "amount": str(entry["amount"])} for entry in doubtful.values()],
+            },
         }

@@ -288,3 +288,257 @@ def _lighting_field(rng: np.random.Generator, width: int, height: int) -> np.nda
     spot_x, spot_y = rng.uniform(0, width), rng.uniform(0, height)
     spot = np.exp(-((xx - spot_x) ** 2 + (yy - spot_y) ** 2) / (2 * (0.3 * max(width, height)) ** 2))
     return (0.55 + 0.4 * ramp + 0.3 * spot).astype(np.float32)
+
+
+# --- photo-like scenes for the learned coin finder ------------------------------------------------------------
+#
+# ``make_photo_scene`` composes what a phone photo of a table looks like: many coins (0..15, a tenth to a
+# third of the picture across down to a thirtieth), touching and overlapping, seen at a slant (ellipses),
+# on a real background patch or a generated texture (wood grain, fabric weave, polka dots, grid paper...),
+# with shadows, glare, colour casts, blur and noise, and with hard negatives that are round but not coins:
+# drawn rings, flat discs (buttons, stickers), glare spots and printed dots. Each coin's truth is the
+# axis-aligned box round its (possibly slanted) disc.
+
+PHOTO_BACKGROUNDS = BACKGROUNDS + ("fabric", "polka", "grid")
+MIN_VISIBLE_SHARE = 0.4  # a coin less visible than this under the coins on it is not labelled
+
+
+def _mark(mask: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> None:
+    """mask[y0:, x0:] |= patch over their overlap."""
+    height, width = mask.shape
+    side_y, side_x = patch.shape
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side_x, width), min(y0 + side_y, height)
+    if cx0 < cx1 and cy0 < cy1:
+        mask[cy0:cy1, cx0:cx1] |= patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+
+
+@dataclass
+class PhotoScene:
+    image: Image.Image
+    boxes: list[tuple[float, float, float, float]]  # x0, y0, x1, y1 of each coin, in pasting order
+    negatives: list[str] = field(default_factory=list)  # the hard negatives drawn, for reports
+
+
+def face_from_crop(picture: Image.Image, margin: float = 0.08) -> CoinCutout:
+    """The coin of a square-ish crop centred on it with ``margin`` (fraction of the radius) around it."""
+    width, height = picture.size
+    radius = min(width, height) / 2 / (1 + margin)
+    return cutout_from_picture(picture, Circle(width / 2, height / 2, radius))
+
+
+def resized_cutout(cutout: CoinCutout, side: int) -> CoinCutout:
+    """A cut-out scaled to ``side`` pixels (kept small in memory; pasting scales it again)."""
+    rgb = cv2.resize(cutout.rgb, (side, side), interpolation=cv2.INTER_AREA)
+    return CoinCutout(rgb.astype(np.float32), _disc_alpha(side, side / 2 * 0.985))
+
+
+def patch_outside_boxes(rng: np.random.Generator, photo: np.ndarray, boxes: list, min_side: int = 96
+                        ) -> np.ndarray | None:
+    """A random rectangle of ``photo`` (H, W, 3) that overlaps none of ``boxes`` (grown by 10%), or None."""
+    height, width = photo.shape[:2]
+    free = np.ones((height, width), bool)
+    for x0, y0, x1, y1 in boxes:
+        grow_x, grow_y = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+        free[max(0, int(y0 - grow_y)):int(np.ceil(y1 + grow_y)), max(0, int(x0 - grow_x)):int(np.ceil(x1 + grow_x))] = False
+    integral = cv2.integral(free.astype(np.uint8))
+    for _try in range(60):
+        side_w = int(rng.integers(min_side, max(min_side + 1, width)))
+        side_h = int(np.clip(side_w * rng.uniform(0.6, 1.4), min_side, height))
+        if side_w > width or side_h > height:
+            continue
+        x, y = int(rng.integers(0, width - side_w + 1)), int(rng.integers(0, height - side_h + 1))
+        inside = integral[y + side_h, x + side_w] - integral[y, x + side_w] - integral[y + side_h, x] + integral[y, x]
+        if inside == side_w * side_h:
+            return photo[y:y + side_h, x:x + side_w]
+    return None
+
+
+def _texture(rng: np.random.Generator, kind: str, width: int, height: int) -> np.ndarray:
+    """The generated backgrounds, with three more kinds than ``make_background``: fabric, polka, grid."""
+    if kind in BACKGROUNDS:
+        return make_background(rng, kind, width, height)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(30, 235, 3).astype(np.float32)
+    if kind == "fabric":  # a weave: two crossing sinusoids, with thread noise
+        period = rng.uniform(2.5, 9)
+        angle = rng.uniform(0, np.pi)
+        u = xx * np.cos(angle) + yy * np.sin(angle)
+        v = -xx * np.sin(angle) + yy * np.cos(angle)
+        weave = np.sin(2 * np.pi * u / period) * np.sin(2 * np.pi * v / period)
+        noise = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 1.0)
+        canvas = base * (0.85 + 0.12 * weave + 0.06 * noise)[..., None]
+    elif kind == "polka":  # printed dots: round, flat and regular, not coins
+        canvas = np.broadcast_to(base, (height, width, 3)).copy()
+        colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        step = rng.uniform(18, 70)
+        radius = step * rng.uniform(0.15, 0.4)
+        offset = rng.uniform(0, step, 2)
+        for row, y in enumerate(np.arange(offset[1] - step, height + step, step)):
+            for x in np.arange(offset[0] - step + (step / 2 if row % 2 else 0), width + step, step):
+                cv2.circle(canvas, (int(x), int(y)), max(1, int(radius)), colour, -1, cv2.LINE_AA)
+    elif kind == "grid":  # grid paper or tiles
+        canvas = np.broadcast_to(np.maximum(base, 170), (height, width, 3)).copy()
+        step = int(rng.uniform(10, 60))
+        colour = tuple(float(v) for v in rng.uniform(40, 200, 3))
+        thickness = int(rng.integers(1, 3))
+        for x in range(int(rng.integers(0, step)), width, step):
+            cv2.line(canvas, (x, 0), (x, height), colour, thickness)
+        for y in range(int(rng.integers(0, step)), height, step):
+            cv2.line(canvas, (0, y), (width, y), colour, thickness)
+    else:
+        raise ValueError(f"unknown background {kind!r}; choose from {PHOTO_BACKGROUNDS}")
+    return np.clip(canvas, 0, 255)
+
+
+def _hard_negative(rng: np.random.Generator, canvas: np.ndarray, radius: float) -> str:
+    """Draw one round thing that is not a coin, somewhere on ``canvas``; returns its kind."""
+    height, width = canvas.shape[:2]
+    cx, cy = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+    kind = str(rng.choice(["ring", "disc", "glare", "rings"]))
+    colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+    if kind == "ring":  # a drawn circle, a cup mark, a ring of a tray
+        cv2.circle(canvas, (int(cx), int(cy)), int(radius), colour, int(rng.integers(1, 5)), cv2.LINE_AA)
+    elif kind == "rings":  # concentric rings: a target, a lid, the inner ring of a bimetallic coin without its coin
+        for scale in np.linspace(1.0, rng.uniform(0.3, 0.7), int(rng.integers(2, 4))):
+            cv2.circle(canvas, (int(cx), int(cy)), max(2, int(radius * scale)), colour, int(rng.integers(1, 4)),
+                       cv2.LINE_AA)
+    elif kind == "disc":  # a button, a sticker, a bottle cap: flat colour, no relief
+        mask = np.zeros(canvas.shape[:2], np.float32)
+        cv2.ellipse(mask, (int(cx), int(cy)), (int(radius), int(radius * rng.uniform(0.6, 1.0))),
+                    float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
+        mask = cv2.GaussianBlur(mask, (0, 0), 0.8)
+        canvas *= 1 - mask[..., None]
+        canvas += mask[..., None] * np.array(colour, np.float32)
+    else:  # glare: a bright soft spot, as a lamp makes on a varnished table
+        sigma = radius * rng.uniform(0.3, 0.8)
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        spot = np.exp(-((xx - cx) ** 2 + ((yy - cy) / rng.uniform(0.5, 1.0)) ** 2) / (2 * sigma * sigma))
+        canvas += spot[..., None] * rng.uniform(80, 220)
+    return kind
+
+
+def _slanted(cutout: CoinCutout, radius: float, squash: float, angle: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The cut-out as an ellipse: ``radius`` across, ``radius * squash`` along ``angle`` (degrees).
+
+    Returns rgb, alpha (a square patch centred on the coin) and the half-width and half-height of the
+    ellipse's axis-aligned box."""
+    side = int(np.ceil(2 * radius)) + 4
+    source = cutout.alpha.shape[0]
+    scale = 2 * radius / source
+    theta = np.deg2rad(angle)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], np.float32)
+    linear = rotation @ np.diag([1.0, squash]).astype(np.float32) @ rotation.T * scale
+    centre_out = np.array([side / 2 - 0.5, side / 2 - 0.5], np.float32)
+    centre_in = np.array([source / 2 - 0.5, source / 2 - 0.5], np.float32)
+    matrix = np.concatenate([linear, (centre_out - linear @ centre_in)[:, None]], axis=1)
+    flags = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    rgb = cv2.warpAffine(cutout.rgb, matrix, (side, side), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(cutout.alpha, matrix, (side, side), flags=cv2.INTER_LINEAR)
+    half_w = radius * float(np.hypot(np.cos(theta), squash * np.sin(theta)))
+    half_h = radius * float(np.hypot(np.sin(theta), squash * np.cos(theta)))
+    return rgb, alpha, half_w, half_h
+
+
+def make_photo_scene(
+    rng: np.random.Generator,
+    n_coins: int,
+    faces: list[CoinCutout] | None = None,
+    backgrounds: list[np.ndarray] | None = None,
+    size: tuple[int, int] | None = None,
+    radius_range: tuple[float, float] = (0.016, 0.17),
+    hard_negatives: bool | None = None,
+) -> PhotoScene:
+    """A photo-like scene with ``n_coins`` coins (0: none) and each coin's box; see the section comment.
+
+    ``faces``: coin cut-outs (drawn procedurally when None, and one coin in five anyway); ``backgrounds``:
+    real background patches (RGB arrays), used for half the scenes when given; ``radius_range``: coin radius
+    as a fraction of the longer side, drawn log-uniformly.
+    """
+    width, height = size or (int(rng.integers(420, 641)), int(rng.integers(320, 521)))
+    if rng.random() < 0.5:
+        width, height = height, width
+    longer = max(width, height)
+    if backgrounds and rng.random() < 0.5:
+        patch = backgrounds[int(rng.integers(len(backgrounds)))]
+        canvas = cv2.resize(patch.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < 0.5:
+            canvas = canvas[:, ::-1].copy()
+        kind = "real"
+    else:
+        kind = str(rng.choice(PHOTO_BACKGROUNDS))
+        canvas = _texture(rng, kind, width, height).astype(np.float32)
+    negatives = []
+    if hard_negatives if hard_negatives is not None else rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 5))):
+            radius = float(np.exp(rng.uniform(*np.log(radius_range)))) * longer
+            negatives.append(_hard_negative(rng, canvas, radius))
+    # One slant for the whole photo (the camera's, down to a low angle), a little wobble per coin.
+    squash_all = float(rng.uniform(0.45, 1.0)) if rng.random() < 0.5 else 1.0
+    angle_all = float(rng.uniform(0, 180))
+    low, high = np.log(radius_range[0]), np.log(radius_range[1])
+    if n_coins > 6:  # a purse emptied: smaller coins
+        high = max(low + 0.2, high - np.log(n_coins / 6))
+    scene_scale = float(np.exp(rng.uniform(low, high)))  # coins of one photo are of similar size
+    placed: list[tuple[float, float, float]] = []
+    crowd = rng.random() < 0.5  # coins touching and overlapping, or lying apart
+    pile = crowd and rng.random() < 0.4  # a heap: coins lying on each other, up to about half hidden
+    closest, gaps = (0.5, (0.5, 0.95)) if pile else (0.78, (0.8, 1.02))
+    for _ in range(n_coins):
+        radius = scene_scale * float(rng.uniform(0.7, 1.35)) * longer
+        radius = max(radius, 6.0)
+        for _try in range(60):
+            cx, cy = float(rng.uniform(radius, width - radius)), float(rng.uniform(radius, height - radius))
+            if crowd and placed and rng.random() < 0.7:  # next to a coin already there
+                ox, oy, other = placed[int(rng.integers(len(placed)))]
+                direction = rng.uniform(0, 2 * np.pi)
+                gap = (other + radius) * rng.uniform(*gaps)
+                cx, cy = ox + gap * np.cos(direction), oy + gap * np.sin(direction)
+                if not (radius <= cx <= width - radius and radius <= cy <= height - radius):
+                    continue
+            nearest = min((np.hypot(cx - ox, cy - oy) / (radius + other) for ox, oy, other in placed), default=9.0)
+            if nearest >= (closest if crowd else 1.05):
+                placed.append((cx, cy, radius))
+                break
+    boxes = []
+    on_top = np.full((height, width), -1, np.int32)  # which coin is seen at each pixel
+    areas = []
+    for number, (cx, cy, radius) in enumerate(placed):
+        cutout = faces[int(rng.integers(len(faces)))] if faces and rng.random() < 0.8 else draw_coin(rng, 129)
+        cutout = _rotated(cutout, float(rng.uniform(0, 360)))
+        gain = rng.uniform(0.7, 1.2) * rng.uniform(0.93, 1.07, 3).astype(np.float32)
+        cutout = CoinCutout(np.clip(cutout.rgb * gain, 0, 255), cutout.alpha)
+        squash = float(np.clip(squash_all * rng.uniform(0.95, 1.05), 0.5, 1.0))
+        rgb, alpha, half_w, half_h = _slanted(cutout, radius, squash, angle_all + float(rng.normal(0, 5)))
+        side = alpha.shape[0]
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        if rng.random() < 0.6:  # a shadow: the same ellipse, soft, offset away from the lamp
+            blur = max(1.0, radius * rng.uniform(0.05, 0.25))
+            shadow = cv2.GaussianBlur(np.pad(alpha, int(3 * blur)), (0, 0), blur) * rng.uniform(0.25, 0.6)
+            shift = radius * rng.uniform(0.03, 0.2) * np.array([np.cos(angle_all), np.sin(angle_all)])
+            pad = int(3 * blur)
+            _blend(canvas, 0.0, shadow, x0 - pad + int(shift[0]), y0 - pad + int(shift[1]))
+        if rng.random() < 0.2:  # glare on the coin
+            yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+            gx, gy = rng.uniform(0.25, 0.75, 2) * side
+            spot = np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * (side * rng.uniform(0.08, 0.25)) ** 2))
+            rgb = rgb + spot[..., None] * rng.uniform(60, 180)
+        _blend(canvas, np.clip(rgb, 0, 255), alpha, x0, y0)
+        boxes.append((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+        cover = np.zeros((height, width), bool)
+        _mark(cover, alpha > 0.5, x0, y0)
+        on_top[cover] = number
+        areas.append(max(1, int(cover.sum())))
+    # A coin mostly hidden under others is not one a person would count from the photo either.
+    seen = np.bincount(on_top[on_top >= 0].ravel(), minlength=len(placed))
+    boxes = [box for box, visible, area in zip(boxes, seen, areas) if visible / area >= MIN_VISIBLE_SHARE]
+    if rng.random() < 0.5:
+        canvas *= _lighting_field(rng, width, height)[..., None]
+    if rng.random() < 0.5:  # colour cast (white balance), sometimes strong
+        canvas *= rng.uniform(0.6, 1.35, 3).astype(np.float32)
+    if rng.random() < 0.1:  # a channel swap, as some phone exports have
+        canvas = canvas[..., ::-1].copy()
+    if rng.random() < 0.3:
+        canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.5, 1.8))
+    canvas += rng.normal(0, rng.uniform(1, 6), canvas.shape).astype(np.float32)
+    image = Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
+    return PhotoScene(image, boxes, negatives)

@@ -249,6 +249,7 @@ def test_classify_in_euros_with_the_offline_snapshot(client):
         "currency": "EUR",
         "amount": rounded(red_in_eur + blue_in_eur),
         "formatted": f"€{rounded(red_in_eur + blue_in_eur)}",
+        "coins": 2,
         "rates": {
             "provider": "snapshot",
             "source": snapshot.source,
@@ -432,3 +433,33 @@ def test_a_hanging_provider_holds_the_page_only_for_the_rate_budget(web_app, mon
 
     assert elapsed < 1.5, elapsed
     assert "Using offline rates as of" in tree and "total-amount" in tree
+
+
+def test_a_not_sure_coin_is_never_in_the_total(client):
+    """Honest totals: with the "Coins from: EUR" hint the red coin (a cent of AUD to the model) is not sure; it is
+    listed apart with what it could add, and the total is the green coin's alone (and says which coins it counts)."""
+    files = [("green.jpg", encode(coin_picture("green"))), ("red.jpg", encode(coin_picture("red")))]
+    answer = post(client, files, currency="EUR", currencies="EUR").get_json()
+    green, red = answer["results"]
+    assert green["uncertain"] is False and red["uncertain"] is True
+    summary = answer["summary"]
+    assert summary["coins"] == 1 and summary["in_total"] == [{"filename": "green.jpg", "coin": 1}]
+    assert summary["by_currency"] == [{"currency": "EUR", "amount": "1", "coins": 1}]
+    assert summary["not_sure"] == {"coins": 1, "which": [{"filename": "red.jpg", "coin": 1}],
+                                   "by_currency": [{"currency": "EUR", "amount": red["prediction"]["face_value"],
+                                                    "coins": 1}]}
+    assert answer["total"]["amount"] == "1.00" and answer["total"]["coins"] == 1
+    assert answer["not_sure"]["coins"] == 1 and answer["not_sure"]["currency"] == "EUR"
+    assert answer["not_sure"]["could_add"] == red["converted"]["amount"]
+
+
+def test_api_boxes_lie_inside_the_photo(client):
+    # a coin running off the left edge: its square crop box reaches past it, the API's box does not
+    image = Image.new("RGB", (300, 240), (250, 250, 250))
+    from PIL import ImageDraw
+    ImageDraw.Draw(image).ellipse((-30, 40, 130, 200), fill=(220, 30, 30), outline=(60, 60, 60), width=3)
+    answer = post(client, [("edge.jpg", encode(image))]).get_json()
+    boxes = [result["box"] for result in answer["results"] if result["ok"]]
+    assert boxes, answer
+    for x0, y0, x1, y1 in boxes:
+        assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 240

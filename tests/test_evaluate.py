@@ -167,3 +167,23 @@ def test_the_whole_picture_protocol_is_kept_beside_the_servers_way_on_the_card(r
     assert metrics["validation"] == before["validation"]  # the server's-way figures stay
     assert metrics["whole_picture"]["validation"]["images"] == 6
     assert "--catalogue-view whole" in metrics["whole_picture"]["measured_by"]
+
+
+def test_the_learned_finder_cuts_the_pictures_when_asked(monkeypatch):
+    from coinspotter import finder
+    from coinspotter.localize import CoinBox, LocalizationResult
+
+    picture = coin_picture("red", size=(300, 200))
+    calls = []
+
+    def stub(image):
+        calls.append(image.size)
+        return LocalizationResult(boxes=[CoinBox(10, 20, 110, 120, score=0.9)], method="stub")
+
+    monkeypatch.setattr(finder, "find_coins", stub)
+    monkeypatch.setattr(evaluate, "localiser", "learned")
+    crop, found = evaluate.classifier_view(picture)
+    assert calls == [(300, 200)] and found == 1 and crop.size == (100, 100)
+    monkeypatch.setattr(evaluate, "localiser", "hough")
+    evaluate.classifier_view(picture)
+    assert len(calls) == 1  # Hough's search, not the stub

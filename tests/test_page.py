@@ -104,8 +104,15 @@ def test_the_announcement_names_each_coin_and_the_total_and_what_failed():
 
     euro, fifty = coin("1 Euro", "EUR", "1"), coin("50 Euro Cent", "EUR", "0.50", uncertain=True)
     quarter, failed = coin("1/4 Dollar", "USD", "0.25"), {"ok": False, "filename": "x.jpg", "error": "empty"}
-    converted = {"total": {"currency": "EUR", "amount": "1.50", "formatted": "€1.50"}}
-    assert result_sentence([euro, fifty], converted) == "2 coins: 1 Euro, maybe 50 Euro Cent; total 1.50 EUR."
+    converted = {"total": {"currency": "EUR", "amount": "1.00", "formatted": "€1.00"},
+                 "not_sure": {"coins": 1, "currency": "EUR", "could_add": "0.50", "formatted": "€0.50"}}
+    # honest totals: the not-sure coin is said apart, never in the total
+    assert result_sentence([euro, fifty], converted) == \
+        "1 coin: 1 Euro; total 1.00 EUR; not sure, not in the total: 1 coin, maybe 50 Euro Cent, could add 0.50 EUR."
+    assert result_sentence([euro, fifty]) == \
+        "1 coin: 1 Euro; total 1 EUR; not sure, not in the total: 1 coin, maybe 50 Euro Cent, could add 0.50 EUR."
+    assert result_sentence([fifty]) == "No coin is sure enough to be counted; total 0; not sure, not in the total: " \
+                                       "1 coin, maybe 50 Euro Cent, could add 0.50 EUR."
     assert result_sentence([quarter, failed, euro]) == "2 coins: 1/4 Dollar, 1 Euro; total 0.25 USD and 1 EUR; " \
                                                        "1 file could not be used."
     assert result_sentence([failed, failed]) == "No coin could be identified in these files; 2 files could not be used."
@@ -173,7 +180,9 @@ def test_coins_from_reclassifies_within_the_chosen_currencies_and_says_so(web_ap
     assert hinted["currencies"] == ["EUR"]
     assert [r["prediction"]["name"] for r in hinted["results"]] == ["1 Euro", "1 Euro"]
     page, sentence = callbacks.render_page(web_app.spotter, hinted, "EUR")
-    assert sentence.startswith("2 coins: maybe 1 Euro, maybe 1 Euro; total 2.00 EUR")  # unlike euros to the model
+    # unlike euros to the model: not sure, so not in the total
+    assert sentence.startswith("No coin is sure enough to be counted; total 0; not sure, not in the total: 2 coins, "
+                               "maybe 1 Euro, maybe 1 Euro, could add 2.00 EUR")
     shown = texts(page)
     assert "Coins from: EUR only (other currencies not considered)" in shown
     assert any(text.startswith("Of the chosen currencies it looks most like this") for text in shown)

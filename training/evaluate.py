@@ -73,6 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--latency-repeats", type=int, default=15, help="timed calls per batch size (0: skip)")
     parser.add_argument("--catalogue-view", choices=("whole", "localised"), default="localised",
                         help="catalogue pictures cut by the localiser (as the server does) or whole")
+    parser.add_argument("--finder", choices=LOCALISERS, default="hough",
+                        help="the coin search that cuts the pictures: Hough circles, or the learned finder the server runs")
     parser.add_argument("--update-card", action="store_true",
                         help="write the headline figures into each card's metrics")
     return parser.parse_args(argv)
@@ -81,17 +83,24 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------------------- pictures
 
 
+# which coin search cuts the pictures: "hough" (coinspotter.localize, the figures of record so far: the models
+# were trained and compared on its crops) or "learned" (coinspotter.finder, what the server now runs); --finder
+LOCALISERS = ("hough", "learned")
+localiser = "hough"
+
+
 def classifier_view(image, localise: bool = True):
     """The picture the classifier is given for a decoded upload, and how many coins the localiser found.
 
     The one place evaluation calls the localiser, so evaluation follows it as it improves: the box
     with the highest score (the first of equals) when it finds coins, else the whole picture.
     """
+    from coinspotter.finder import find_coins
     from coinspotter.localize import crop_box, locate_coins
 
     if not localise:
         return image, None
-    boxes = locate_coins(image).boxes
+    boxes = (find_coins if localiser == "learned" else locate_coins)(image).boxes
     if not boxes:
         return image, 0
     best = max(boxes, key=lambda box: box.score)  # max keeps the first of equal scores
@@ -624,6 +633,8 @@ def main(argv=None) -> int:
     from coinspotter.modelcard import read_card
 
     command = "python training/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    global localiser
+    localiser = args.finder
     eval_sets = load_eval_sets(args.data, args.real_photos, args.audit, args.splits, args.catalogue_view,
                                args.real_holdout, args.holdout_sources)
     registries: dict[Path, ModelRegistry] = {}  # one per models folder, so ensemble members load once

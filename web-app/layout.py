@@ -364,9 +364,12 @@ def error_card(result: dict):
 def summary_card(summary: dict, model_name: str, conversion: dict, currencies=None):
     """The coins counted per currency and, from ``CoinSpotter.convert``, their total in one currency
     (``{"total": ...}``) or why there is none (``{"rates_error": ...}``); ``{}`` when none was asked for.
+    Only the coins the model is sure of are counted; the not-sure ones are listed apart, with what they could
+    add (``summary["not_sure"]``, ``conversion["not_sure"]``), never in the total.
     ``currencies``: the "Coins from" hint the coins were classified with, said under the model."""
     note = coins_from_note(currencies)
-    if not summary["coins"]:
+    not_sure = summary.get("not_sure") or {"coins": 0, "which": [], "by_currency": []}
+    if not summary["coins"] and not not_sure["coins"]:
         return dbc.Alert([NO_COIN_IDENTIFIED + ".", html.Br() if note else None, note], color="secondary")
     lines = [
         html.Li(f"{counted(entry['coins'], 'coin')}: {entry['amount']} {entry['currency']}")
@@ -382,12 +385,26 @@ def summary_card(summary: dict, model_name: str, conversion: dict, currencies=No
         converted = [dbc.Alert(conversion["rates_error"], color="warning", className="py-2 my-2 small rates-error")]
     else:
         converted = []
+    heading = f"{counted(summary['coins'], 'coin')} found"
+    doubt = None
+    if not_sure["coins"]:
+        heading = f"{counted(summary['coins'], 'coin')} counted, {not_sure['coins']} not sure"
+        could = conversion.get("not_sure")
+        adds = (could["formatted"] if could else
+                " and ".join(f"{entry['amount']} {entry['currency']}" for entry in not_sure["by_currency"]))
+        which = ", ".join(f"{file_label(item['filename'])} coin {item['coin']}" for item in not_sure["which"])
+        doubt = html.Div(
+            [html.Strong(f"Not sure, not in the total: {counted(not_sure['coins'], 'coin')}"), f" ({which}). ",
+             f"If each is the coin it most likely is, they add {adds}."],
+            className="small my-2 not-sure-summary",
+        )
     return dbc.Card(
         dbc.CardBody(
             [
-                html.H2(f"{counted(summary['coins'], 'coin')} found", className="h5"),
-                html.Ul(lines, className="mb-1 summary-totals"),
+                html.H2(heading, className="h5"),
+                html.Ul(lines, className="mb-1 summary-totals") if lines else None,
                 *converted,
+                doubt,
                 html.Small(f"Model: {model_name}", className="text-muted"),
                 html.Small(note, className="text-muted d-block coins-from-note") if note else None,
             ]

@@ -1,0 +1,293 @@
+"""The learned coin finder: a small centre/size heat-map detector (CenterNet-style) on a truncated MobileNetV2.
+
+``find_coins(image) -> LocalizationResult`` is what the page, the API and the command line call. It uses the
+bundled detector (``web-app/models/coin_finder/``: a ``.tflite`` run by LiteRT when ``ai_edge_litert`` is
+installed, else the ``.h5`` through Keras) and falls back to the Hough localiser (``localize.locate_coins``),
+with one logged warning, when the detector's files are missing or cannot be loaded: the app still runs.
+
+How a photo is searched:
+1. it is scaled so its longer side is ``INPUT_SIDE`` (384) pixels and placed top-left on a grey square
+   (``letterbox``);
+2. the network gives, on a grid of stride 8 (48 x 48 cells), the probability that a coin's centre lies in
+   each cell, the coin's width and height (log, in cells) and the centre's offset within the cell;
+3. a cell is a coin when it is the highest of its 3 x 3 neighbourhood and its probability is at least the
+   card's ``score_threshold``; its box is the predicted width and height round the predicted centre;
+4. one coin, one box (``one_box_per_coin``): of two boxes that cover most of the smaller one (an inner ring,
+   a coin found twice) only the more probable stays; touching and overlapping coins cover each other far
+   less, so both stay.
+
+Nothing heavy is imported at module import: LiteRT or TensorFlow is loaded on the first call (or ``load``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .config import REPO_ROOT
+from .localize import BOX_MARGIN, CoinBox, LocalizationResult, locate_coins, reading_order, ScoredCircle, Circle
+
+log = logging.getLogger(__name__)
+
+INPUT_SIDE = 384
+STRIDE = 8
+GRID = INPUT_SIDE // STRIDE
+PAD_VALUE = 128  # the grey the letterbox fills with (0 after MobileNetV2's scaling)
+DEFAULT_DIR = REPO_ROOT / "web-app" / "models" / "coin_finder"
+NAME = "coin_finder"
+# Defaults when the card says nothing; the card written by training/train_finder.py --tune overrides them.
+SCORE_THRESHOLD = 0.35
+SAME_COIN_OVERLAP = 0.7  # intersection over the smaller box's area above which two boxes are one coin
+MAX_COINS = 100
+# The second look for a close-up (see CoinFinder.detect): the photo at this fraction of the input side, and only
+# coins whose radius there is at least this many input pixels (a coin at least half the photo across).
+CLOSE_UP_FILL = 0.5
+CLOSE_UP_MIN_RADIUS = 0.25 * INPUT_SIDE * CLOSE_UP_FILL
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One coin: its tight box (pixels of the original photo) and the probability that it is a coin."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+    @property
+    def cx(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+    @property
+    def cy(self) -> float:
+        return (self.y0 + self.y1) / 2
+
+    @property
+    def radius(self) -> float:
+        return max(self.x1 - self.x0, self.y1 - self.y0) / 2
+
+    def area(self) -> float:
+        return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
+
+
+def letterbox(image: Image.Image, side: int = INPUT_SIDE, fill: float = 1.0) -> tuple[np.ndarray, float]:
+    """(side, side, 3) uint8 with the photo scaled to a longer side of ``side * fill`` at the top left, and the
+    scale from the photo's pixels to the square's."""
+    image = image.convert("RGB")
+    longer = max(image.size)
+    if longer >= 4 * side:  # a phone photo: a cheap box-filter reduction first, then the fine resize
+        image = image.reduce(longer // (2 * side))
+    scale = max(1, round(side * fill)) / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=None))
+    canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)
+    canvas[: size[1], : size[0]] = small
+    return canvas, max(1, round(side * fill)) / longer
+
+
+def model_input(canvas: np.ndarray) -> np.ndarray:
+    """MobileNetV2's scaling, x / 127.5 - 1, batch of one."""
+    return (canvas.astype(np.float32) / 127.5 - 1.0)[None]
+
+
+def decode(output: np.ndarray, threshold: float, scale: float = 1.0, max_coins: int = MAX_COINS) -> list[Detection]:
+    """Peaks of the centre map at or above ``threshold`` as boxes in photo pixels (input pixels / ``scale``).
+
+    ``output``: (GRID, GRID, 5): centre probability, log width and log height in cells, x and y offset.
+    """
+    heat = output[..., 0]
+    padded = np.pad(heat, 1, constant_values=-1.0)
+    neighbourhood = np.max(np.stack([padded[dy:dy + heat.shape[0], dx:dx + heat.shape[1]]
+                                     for dy in range(3) for dx in range(3)]), axis=0)
+    peaks = (heat >= neighbourhood) & (heat >= threshold)
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(-heat[ys, xs])[:max_coins]
+    detections = []
+    for y, x in zip(ys[order], xs[order]):
+        log_w, log_h, off_x, off_y = output[y, x, 1:5]
+        cx, cy = (x + float(off_x)) * STRIDE, (y + float(off_y)) * STRIDE
+        w, h = float(np.exp(np.clip(log_w, -3, 4))) * STRIDE, float(np.exp(np.clip(log_h, -3, 4))) * STRIDE
+        detections.append(Detection((cx - w / 2) / scale, (cy - h / 2) / scale, (cx + w / 2) / scale,
+                                    (cy + h / 2) / scale, float(heat[y, x])))
+    return detections
+
+
+def overlap_of_smaller(a: Detection, b: Detection) -> float:
+    ix = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    smaller = min(a.area(), b.area())
+    return ix * iy / smaller if smaller > 0 else 0.0
+
+
+def one_box_per_coin(detections: list[Detection], same_coin: float = SAME_COIN_OVERLAP) -> list[Detection]:
+    """Most probable first; a box covering ``same_coin`` or more of a kept one's (or its own) area goes."""
+    kept: list[Detection] = []
+    for item in sorted(detections, key=lambda d: d.score, reverse=True):
+        if all(overlap_of_smaller(item, other) < same_coin for other in kept):
+            kept.append(item)
+    return kept
+
+
+def clip_detection(item: Detection, width: int, height: int) -> Detection:
+    return Detection(max(0.0, item.x0), max(0.0, item.y0), min(float(width), item.x1), min(float(height), item.y1),
+                     item.score)
+
+
+def crop_box_for(item: Detection, margin: float = BOX_MARGIN) -> CoinBox:
+    """The square crop box the classifier gets (as the Hough localiser makes them): the coin's longer side
+    plus ``margin`` of its radius round it, centred on the coin."""
+    radius = item.radius
+    side = max(1, int(round(2 * radius * (1 + margin))))
+    x0 = int(round(item.cx - side / 2))
+    y0 = int(round(item.cy - side / 2))
+    return CoinBox(x0, y0, x0 + side, y0 + side, round(item.score, 3), float(item.cx), float(item.cy), float(radius))
+
+
+class CoinFinder:
+    """The detector's files, loaded once (thread-safe), and the search of one photo."""
+
+    def __init__(self, folder: Path | str | None = DEFAULT_DIR, backend: str | None = None):
+        self.folder = Path(folder) if folder is not None else None  # None: Hough only, by choice (no warning)
+        self.backend_wanted = backend or os.environ.get("COINSPOTTER_FINDER_BACKEND", "auto")  # auto|tflite|keras
+        self.card: dict = {}
+        self._run = None
+        self.backend: str | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    @property
+    def score_threshold(self) -> float:
+        return float(self.card.get("score_threshold", SCORE_THRESHOLD))
+
+    @property
+    def same_coin_overlap(self) -> float:
+        return float(self.card.get("same_coin_overlap", SAME_COIN_OVERLAP))
+
+    def load(self) -> bool:
+        """Load the detector once; False (and ``error`` says why) when it cannot be."""
+        with self._lock:
+            if self._loaded:
+                return self._run is not None
+            self._loaded = True
+            if self.folder is None:
+                self.error = "Hough localiser chosen (COINSPOTTER_FINDER=hough)"
+                return False
+            try:
+                card_path = self.folder / f"{NAME}.json"
+                self.card = json.loads(card_path.read_text()) if card_path.exists() else {}
+                self._run, self.backend = self._load_model()
+            except Exception as error:  # a missing or broken file: the app keeps working with Hough
+                self.error = f"{type(error).__name__}: {error}"
+                self._run = None
+                log.warning("Coin finder not loaded from %s (%s); falling back to the Hough localiser",
+                            self.folder, self.error)
+            return self._run is not None
+
+    def _load_model(self):
+        tflite, h5 = self.folder / f"{NAME}.tflite", self.folder / f"{NAME}.h5"
+        wanted = self.backend_wanted
+        if wanted in ("auto", "tflite") and tflite.exists():
+            try:
+                from ai_edge_litert.interpreter import Interpreter
+            except ImportError:
+                if wanted == "tflite":
+                    raise
+            else:
+                interpreter = Interpreter(model_path=str(tflite), num_threads=_threads())
+                interpreter.allocate_tensors()
+                input_index = interpreter.get_input_details()[0]["index"]
+                output_index = interpreter.get_output_details()[0]["index"]
+                lock = threading.Lock()  # one interpreter: one call at a time
+
+                def run_tflite(batch: np.ndarray) -> np.ndarray:
+                    with lock:
+                        interpreter.set_tensor(input_index, batch)
+                        interpreter.invoke()
+                        return interpreter.get_tensor(output_index)[0].copy()
+
+                return run_tflite, "tflite"
+        if wanted in ("auto", "keras"):
+            if not h5.exists():
+                raise FileNotFoundError(f"no {h5.name} or usable {tflite.name} in {self.folder}")
+            from .inference import load_keras_model
+
+            model = load_keras_model(h5)
+            import tensorflow as tf
+
+            predict = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+
+            def run_keras(batch: np.ndarray) -> np.ndarray:
+                return np.asarray(predict(batch))[0]
+
+            return run_keras, "keras"
+        raise FileNotFoundError(f"no {tflite.name} in {self.folder} (backend {wanted!r})")
+
+    def outputs(self, image: Image.Image, fill: float = 1.0) -> tuple[np.ndarray, float] | None:
+        """The network's raw (GRID, GRID, 5) output for ``image`` and the letterbox scale; None without a model."""
+        if not self.load():
+            return None
+        canvas, scale = letterbox(image, fill=fill)
+        return self._run(model_input(canvas)), scale
+
+    def detect(self, image: Image.Image, threshold: float | None = None) -> list[Detection] | None:
+        """The coins' tight boxes in photo pixels (clipped to it), most probable first; None without a model."""
+        raw = self.outputs(image)
+        if raw is None:
+            return None
+        output, scale = raw
+        threshold = self.score_threshold if threshold is None else threshold
+        found = one_box_per_coin(decode(output, threshold, scale), self.same_coin_overlap)
+        if not found and CLOSE_UP_FILL:
+            # Nothing found: perhaps one coin filling the frame (a close-up), larger than any the network saw
+            # whole in training. Look again with the photo at half size, where such a coin has a usual size.
+            output, scale = self.outputs(image, fill=CLOSE_UP_FILL)
+            found = [item for item in one_box_per_coin(decode(output, threshold, scale), self.same_coin_overlap)
+                     if item.radius * scale >= CLOSE_UP_MIN_RADIUS]
+        return [clip_detection(item, image.width, image.height) for item in found]
+
+    def locate(self, image: Image.Image) -> LocalizationResult:
+        """As ``localize.locate_coins``: square crop boxes in reading order, or the Hough result without a model."""
+        found = self.detect(image)
+        if found is None:
+            result = locate_coins(image)
+            result.method = f"hough-edges ({self.error})" if self.folder is None else \
+                f"hough-edges (coin finder unavailable: {self.error})"
+            return result
+        if not found:
+            return LocalizationResult([], method=f"coin-finder ({self.backend}): no coin found")
+        ordered = reading_order([ScoredCircle(Circle(d.cx, d.cy, d.radius), d.score, 1.0) for d in found])
+        by_centre = {(d.cx, d.cy): d for d in found}
+        boxes = [crop_box_for(by_centre[(item.circle.cx, item.circle.cy)]) for item in ordered]
+        return LocalizationResult(boxes, method=f"coin-finder ({self.backend})")
+
+
+def _threads() -> int:
+    return int(os.environ.get("COINSPOTTER_FINDER_THREADS", "0") or 0) or min(2, os.cpu_count() or 1)
+
+
+_default: CoinFinder | None = None
+_default_lock = threading.Lock()
+
+
+def default_finder() -> CoinFinder:
+    """The process's finder, from ``COINSPOTTER_FINDER_DIR`` or the bundled folder; ``COINSPOTTER_FINDER=hough``
+    chooses today's Hough localiser instead (the plumbing tests do: their flat painted discs are not coins)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            hough = os.environ.get("COINSPOTTER_FINDER", "").strip().lower() == "hough"
+            _default = CoinFinder(None if hough else os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
+        return _default
+
+
+def find_coins(image: Image.Image) -> LocalizationResult:
+    """Every coin in ``image`` (square crop boxes, reading order), by the learned finder or, without it, Hough."""
+    return default_finder().locate(image)

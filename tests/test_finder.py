@@ -1,0 +1,202 @@
+"""The learned coin finder (coinspotter/finder.py) on generated scenes: touching coins, no coin, a ring that is
+not a coin, a bimetallic coin's inner ring; its decoding rules; and its fallback to Hough without its files.
+
+The scenes are drawn here (``synthetic.draw_coin`` and OpenCV), never read from ../shared. The detector is the
+bundled one (web-app/models/coin_finder); these tests are skipped only if it is not bundled.
+"""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from coinspotter import finder as finder_module
+from coinspotter.finder import (
+    DEFAULT_DIR,
+    GRID,
+    STRIDE,
+    CoinFinder,
+    Detection,
+    decode,
+    one_box_per_coin,
+)
+from coinspotter.localize import Circle
+from coinspotter.scene_metrics import iou
+from coinspotter.synthetic import _paste, _texture, draw_coin
+
+bundled = pytest.mark.skipif(not (DEFAULT_DIR / "coin_finder.h5").exists(), reason="no bundled coin finder")
+
+
+@pytest.fixture(scope="module")
+def finder():
+    found = CoinFinder(DEFAULT_DIR, backend="keras")  # the .h5 (the .tflite is checked against it below)
+    assert found.load(), found.error
+    return found
+
+
+def scene(circles, background="wood", size=(640, 480), seed=0, extra=None) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    canvas = _texture(rng, background, *size).astype(np.float32)
+    if extra is not None:
+        extra(canvas)
+    for circle in circles:
+        _paste(canvas, draw_coin(rng, int(2 * circle.r) | 1), circle)
+    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+
+
+def box_of(circle: Circle):
+    return (circle.cx - circle.r, circle.cy - circle.r, circle.cx + circle.r, circle.cy + circle.r)
+
+
+def assert_found(truth: list[Circle], found: list[Detection]):
+    assert len(found) == len(truth), f"{len(found)} boxes for {len(truth)} coins: {found}"
+    for circle in truth:
+        assert max(iou(box_of(circle), (d.x0, d.y0, d.x1, d.y1)) for d in found) >= 0.5, (circle, found)
+
+
+@bundled
+@pytest.mark.parametrize("background, seed", [("wood", 1), ("plain", 2), ("fabric", 3)])
+def test_touching_coins_are_two_coins(finder, background, seed):
+    a = Circle(250, 240, 60)
+    b = Circle(250 + 118, 240, 58)  # touching: centres 118 px apart, radii 60 + 58
+    assert_found([a, b], finder.detect(scene([a, b], background, seed=seed)))
+
+
+@bundled
+def test_overlapping_coins_stay_apart(finder):
+    a, b = Circle(300, 250, 70), Circle(300 + 120, 250 + 20, 65)  # overlapping by about an eighth
+    assert_found([a, b], finder.detect(scene([a, b], "plain", seed=4)))
+
+
+@bundled
+@pytest.mark.parametrize("background, seed", [("wood", 5), ("fabric", 6), ("plain", 7), ("grid", 8)])
+def test_no_coin_on_an_empty_table(finder, background, seed):
+    assert finder.detect(scene([], background, seed=seed)) == []
+
+
+@bundled
+def test_a_ring_that_is_not_a_coin_is_not_found(finder):
+    def rings(canvas):
+        cv2.circle(canvas, (200, 240), 70, (40, 40, 40), 3, cv2.LINE_AA)  # a drawn ring
+        cv2.circle(canvas, (460, 240), 60, (200, 60, 30), 2, cv2.LINE_AA)
+    assert finder.detect(scene([], "plain", seed=9, extra=rings)) == []
+
+
+@bundled
+def test_a_bimetallic_coin_is_one_coin_not_two(finder):
+    rng = np.random.default_rng(10)
+    canvas = _texture(rng, "wood", 640, 480).astype(np.float32)
+    circle = Circle(320, 240, 90)
+    coin = draw_coin(rng, 181)
+    side = coin.alpha.shape[0]
+    yy, xx = np.mgrid[0:side, 0:side] - side / 2 + 0.5
+    core = np.hypot(xx, yy) < 0.62 * side / 2
+    relief = coin.rgb.mean(axis=2, keepdims=True) / coin.rgb.mean()  # keep the drawn relief, recolour the metal
+    silver, brass = relief * np.array([195, 195, 190]), relief * np.array([205, 170, 70])
+    coin.rgb[:] = np.clip(np.where(core[..., None], silver, brass), 0, 255)  # a silver core in a brass ring
+    _paste(canvas, coin, circle)
+    found = finder.detect(Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)))
+    assert_found([circle], found)
+
+
+@bundled
+def test_many_small_coins_are_counted(finder):
+    circles = [Circle(80 + 100 * i, 120 + 150 * j, 30) for i in range(5) for j in range(2)]
+    assert_found(circles, finder.detect(scene(circles, "plain", seed=11)))
+
+
+@bundled
+def test_the_tflite_file_gives_the_keras_answer(finder):
+    pytest.importorskip("ai_edge_litert")
+    lite = CoinFinder(DEFAULT_DIR, backend="tflite")
+    assert lite.load() and lite.backend == "tflite", lite.error
+    picture = scene([Circle(200, 200, 60), Circle(400, 300, 50)], "wood", seed=12)
+    keras_out, _ = finder.outputs(picture)
+    lite_out, _ = lite.outputs(picture)
+    assert np.abs(keras_out[..., 0] - lite_out[..., 0]).max() < 0.02
+    assert [(round(d.cx), round(d.cy)) for d in finder.detect(picture)] == \
+           [(round(d.cx), round(d.cy)) for d in lite.detect(picture)]
+
+
+# --- decoding, without a network --------------------------------------------------------------------------
+
+
+def output_with(peaks):
+    """A network output with the given (x, y, probability, width px, height px) centres."""
+    output = np.zeros((GRID, GRID, 5), np.float32)
+    for x, y, p, w, h in peaks:
+        ix, iy = int(x // STRIDE), int(y // STRIDE)
+        output[iy, ix] = [p, np.log(w / STRIDE), np.log(h / STRIDE), x / STRIDE - ix, y / STRIDE - iy]
+    return output
+
+
+def test_decode_gives_peaks_above_the_threshold_in_photo_pixels():
+    output = output_with([(100, 100, 0.9, 80, 60), (300, 200, 0.2, 40, 40)])
+    (found,) = decode(output, threshold=0.5, scale=0.5)  # the photo was scaled by a half
+    assert (found.x0, found.y0, found.x1, found.y1) == pytest.approx((120, 140, 280, 260), abs=1e-3)
+    assert found.score == pytest.approx(0.9)
+
+
+def test_one_box_per_coin_drops_an_inner_ring_but_keeps_touching_coins():
+    coin = Detection(100, 100, 200, 200, 0.9)
+    inner = Detection(125, 125, 175, 175, 0.6)  # the core of a bimetallic coin
+    touching = Detection(200, 100, 300, 200, 0.8)
+    overlapping = Detection(180, 110, 280, 210, 0.7)  # a fifth of it lies on the first coin
+    assert one_box_per_coin([inner, coin, touching]) == [coin, touching]
+    assert one_box_per_coin([coin, overlapping]) == [coin, overlapping]
+
+
+# --- without its files --------------------------------------------------------------------------------------
+
+
+def test_without_its_files_the_finder_falls_back_to_hough_and_says_so(tmp_path, caplog):
+    missing = CoinFinder(tmp_path / "nowhere")
+    picture = scene([Circle(200, 200, 70)], "plain", seed=13)
+    with caplog.at_level(logging.WARNING, logger="coinspotter.finder"):
+        result = missing.locate(picture)
+    assert "falling back to the Hough localiser" in caplog.text
+    assert result.method.startswith("hough-edges (coin finder unavailable")
+    assert len(result.boxes) == 1  # Hough still finds the coin
+    assert missing.locate(picture).boxes == result.boxes  # and the warning is logged once
+    assert caplog.text.count("falling back") == 1
+
+
+def test_a_broken_model_file_falls_back_too(tmp_path):
+    (tmp_path / "coin_finder.h5").write_bytes(b"not a model")
+    broken = CoinFinder(tmp_path, backend="keras")
+    assert not broken.load() and broken.error
+    assert broken.locate(Image.new("RGB", (320, 240), (128, 128, 128))).boxes == []
+
+
+@bundled
+def test_the_service_finds_coins_with_the_learned_finder(monkeypatch, finder):
+    monkeypatch.setattr(finder_module, "_default", finder)
+    a, b = Circle(250, 240, 60), Circle(368, 240, 58)
+    result = finder_module.find_coins(scene([a, b], "wood", seed=1))
+    assert result.method == "coin-finder (keras)"
+    assert len(result.boxes) == 2
+    assert [box.cx < 300 for box in result.boxes] == [True, False]  # reading order
+
+
+@bundled
+@pytest.mark.parametrize("picture", [
+    Image.new("RGB", (1, 1), (200, 150, 50)),
+    Image.new("RGB", (4000, 12), (90, 90, 90)),  # a thin strip: scaled to 384 x 1
+    Image.new("L", (300, 200), 128),
+    Image.new("RGBA", (300, 200), (10, 20, 30, 0)),
+], ids=["1x1", "strip", "grey", "rgba"])
+def test_odd_pictures_give_an_answer_not_an_error(finder, picture):
+    found = finder.detect(picture)
+    assert isinstance(found, list)
+    for item in found:
+        assert 0 <= item.x0 <= item.x1 <= picture.width and 0 <= item.y0 <= item.y1 <= picture.height
+
+
+@bundled
+def test_a_close_up_coin_filling_the_photo_is_one_coin(finder):
+    circle = Circle(200, 200, 180)  # 90% of the picture across: the second, half-size look finds it
+    found = finder.detect(scene([circle], "plain", size=(400, 400), seed=14))
+    assert_found([circle], found)
