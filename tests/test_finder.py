@@ -200,3 +200,15 @@ def test_a_close_up_coin_filling_the_photo_is_one_coin(finder):
     circle = Circle(200, 200, 180)  # 90% of the picture across: the second, half-size look finds it
     found = finder.detect(scene([circle], "plain", size=(400, 400), seed=14))
     assert_found([circle], found)
+
+
+@pytest.mark.parametrize("setting, learned", [(None, False), ("hough", False), ("learned", True)])
+def test_the_served_search_is_hough_unless_the_learned_finder_is_asked_for(monkeypatch, setting, learned):
+    if setting is None:
+        monkeypatch.delenv("COINSPOTTER_FINDER", raising=False)
+    else:
+        monkeypatch.setenv("COINSPOTTER_FINDER", setting)
+    monkeypatch.setattr(finder_module, "_default", None)
+    chosen = finder_module.default_finder()
+    assert (chosen.folder is not None) == learned
+    monkeypatch.setattr(finder_module, "_default", None)
