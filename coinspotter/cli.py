@@ -79,7 +79,10 @@ def format_total(total: dict, some_not_sure: bool = False) -> str:
     """``Total: €1.50 (offline rates as of 2024-12-31)``, and the provider's credit where its terms ask for one.
     ``some_not_sure``: "Total of the sure coins: ...", as the not-sure ones are left out of it."""
     label = "Total of the sure coins" if some_not_sure else "Total"
-    line = f"{label}: {total['formatted']} ({total['rates']['label']})"
+    if some_not_sure and total.get("coins") == 0:  # "$0.00" would read as coins worth nothing
+        line = f"Total: no coin is sure enough to count ({total['rates']['label']})"
+    else:
+        line = f"{label}: {total['formatted']} ({total['rates']['label']})"
     attribution = total["rates"]["attribution"]
     return line + (f"\n  {attribution['text']}: {attribution['url']}" if attribution else "")
 

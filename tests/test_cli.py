@@ -234,3 +234,14 @@ def test_explain_into_a_folder_that_cannot_be_written_is_a_usage_error(models, p
     captured = capsys.readouterr()
     assert status == 2 and captured.out == ""
     assert captured.err == f"error: cannot write heat maps to {a_file / 'why'}: Not a directory\n"
+
+
+def test_a_total_with_no_sure_coin_says_so_rather_than_zero():
+    from coinspotter.cli import format_total
+
+    rates = {"label": "offline rates as of 2024-12-31", "attribution": None}
+    assert format_total({"formatted": "$0.00", "coins": 0, "rates": rates}, some_not_sure=True) == \
+        "Total: no coin is sure enough to count (offline rates as of 2024-12-31)"
+    assert format_total({"formatted": "$1.25", "coins": 2, "rates": rates}, some_not_sure=True) == \
+        "Total of the sure coins: $1.25 (offline rates as of 2024-12-31)"
+    assert format_total({"formatted": "$1.25", "coins": 2, "rates": rates}) == "Total: $1.25 (offline rates as of 2024-12-31)"
