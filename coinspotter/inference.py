@@ -176,24 +176,20 @@ class TFLiteClassifier(Classifier):
                                  f"{len(card.class_ids)} classes")
         if cam is None and card.serving.get("cam") and self.path == card.serving_path:
             cam = self.path.parent / card.serving["cam"]  # the card's own file: its kernel beside it
-        self.cam_kernel, self.cam_layer = self._read_cam(Path(cam), outputs) if cam is not None else (None, None)
+        channels = int(details[self._features_output]["shape"][-1]) if self._features_output is not None else None
+        self.cam_kernel, self.cam_layer = self._read_cam(Path(cam), channels, outputs) if cam is not None else (None, None)
         self._keras = None
         self._keras_lock = threading.Lock()
 
-    def _read_cam(self, path: Path, classes: int):
+    def _read_cam(self, path: Path, channels: int | None, classes: int):
         """(kernel (channels, classes), layer name) from ``path`` (the card's ``serving["cam"]``), or (None, None)
-        when the file serves no feature map (then an explanation needs the ``.h5``)."""
+        when the file serves no feature map (``channels`` None: then an explanation needs the ``.h5``)."""
         name = path.name
-        if self._features_output is None:
+        if channels is None:
             return None, None
         with np.load(path, allow_pickle=False) as data:
             kernel = np.asarray(data["kernel"], dtype=np.float32)
             layer = str(data["layer"]) if "layer" in data else "the last convolutional layer"
-        interpreter = self._pool.get()
-        try:
-            channels = int(interpreter.get_output_details()[self._features_output]["shape"][-1])
-        finally:
-            self._pool.put(interpreter)
         if kernel.shape != (channels, classes):
             raise ModelCardError(f"{self.card.name}: {name} holds a kernel of shape {kernel.shape}, the file's feature map "
                                  f"has {channels} channels and {classes} classes")

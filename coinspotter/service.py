@@ -76,7 +76,7 @@ class _Coin:
     coin_index: int
     box: CoinBox
     crop: Image.Image
-    image_size: tuple[int, int] = (0, 0)  # width, height of the photo: the API's box is clipped to it
+    image_size: tuple[int, int]  # width, height of the photo: the API's box is clipped to it
 
 
 def conversion_currency(code: object) -> str:
@@ -286,7 +286,7 @@ class CoinSpotter:
             "filename": filename,
             "ok": True,
             "coin": coin.coin_index,
-            "box": coin.box.clipped(*coin.image_size).as_list() if coin.image_size[0] else coin.box.as_list(),
+            "box": coin.box.clipped(*coin.image_size).as_list(),
             "prediction": ranked[0],
             "top": ranked,
             "uncertain": ranked[0]["probability"] < uncertain_below,
