@@ -200,7 +200,7 @@ class RandomCameraGeometry(_SeededLayer):
         images = tf.convert_to_tensor(images, tf.float32)
         batch = tf.shape(images)[0]
         height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
-        turn = self.uniform((batch,), -self.max_turn_degrees, self.max_turn_degrees) * (3.14159265 / 180.0)
+        turn = self.uniform((batch,), -self.max_turn_degrees, self.max_turn_degrees) * (math.pi / 180.0)
         scale = tf.exp(self.uniform((batch,), math.log(self.scale[0]), math.log(self.scale[1])))
         shift_x = self.uniform((batch,), -self.shift, self.shift) * width
         shift_y = self.uniform((batch,), -self.shift, self.shift) * height
@@ -211,16 +211,12 @@ class RandomCameraGeometry(_SeededLayer):
         # The op maps each output pixel (x, y) to the input pixel it reads. With u = x - cx, v = y - cy:
         # input = cx + shift + R(turn) (u, v) / scale, divided by k = 1 + tilt_x u + tilt_y v.
         cos, sin = tf.cos(turn) / scale, tf.sin(turn) / scale
-        ones = tf.ones_like(turn)
-        a0, a1 = cos, -sin
-        b0, b1 = sin, cos
         offset_x, offset_y = centre_x + shift_x, centre_y + shift_y
-        # (x, y) -> homogeneous input: numerator rows, with u, v expanded into x, y
-        c0, c1 = tilt_x, tilt_y
-        k_const = ones - c0 * centre_x - c1 * centre_y
-        row_x = [a0 + offset_x * c0, a1 + offset_x * c1, -a0 * centre_x - a1 * centre_y + offset_x * k_const]
-        row_y = [b0 + offset_y * c0, b1 + offset_y * c1, -b0 * centre_x - b1 * centre_y + offset_y * k_const]
-        transforms = tf.stack(row_x + row_y + [c0, c1], axis=1) / k_const[:, None]
+        # (x, y) -> homogeneous input, u and v expanded into x and y; the op wants the last entry 1, hence / k
+        k = 1.0 - tilt_x * centre_x - tilt_y * centre_y
+        row_x = [cos + offset_x * tilt_x, -sin + offset_x * tilt_y, -cos * centre_x + sin * centre_y + offset_x * k]
+        row_y = [sin + offset_y * tilt_x, cos + offset_y * tilt_y, -sin * centre_x - cos * centre_y + offset_y * k]
+        transforms = tf.stack(row_x + row_y + [tilt_x, tilt_y], axis=1) / k[:, None]
         border = border_colour(images)
         moved = tf.raw_ops.ImageProjectiveTransformV3(
             images=images - border, transforms=transforms, output_shape=tf.shape(images)[1:3],
