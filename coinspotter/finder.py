@@ -135,6 +135,20 @@ def one_box_per_coin(detections: list[Detection], same_coin: float = SAME_COIN_O
     return kept
 
 
+def search(outputs_at, threshold: float, same_coin: float) -> list[Detection]:
+    """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
+    at ``fill`` of the input side. Shared by serving (``CoinFinder.detect``) and tuning (which caches outputs)."""
+    output, scale = outputs_at(1.0)
+    found = one_box_per_coin(decode(output, threshold, scale), same_coin)
+    if not found and CLOSE_UP_FILL:
+        # Nothing found: perhaps one coin filling the frame (a close-up), larger than most the network saw
+        # whole in training. Look again with the photo at half size, where such a coin has a usual size.
+        output, scale = outputs_at(CLOSE_UP_FILL)
+        found = [item for item in one_box_per_coin(decode(output, threshold, scale), same_coin)
+                 if item.radius * scale >= CLOSE_UP_MIN_RADIUS]
+    return found
+
+
 def clip_detection(item: Detection, width: int, height: int) -> Detection:
     return Detection(max(0.0, item.x0), max(0.0, item.y0), min(float(width), item.x1), min(float(height), item.y1),
                      item.score)
@@ -242,15 +256,9 @@ class CoinFinder:
         raw = self.outputs(image)
         if raw is None:
             return None
-        output, scale = raw
         threshold = self.score_threshold if threshold is None else threshold
-        found = one_box_per_coin(decode(output, threshold, scale), self.same_coin_overlap)
-        if not found and CLOSE_UP_FILL:
-            # Nothing found: perhaps one coin filling the frame (a close-up), larger than any the network saw
-            # whole in training. Look again with the photo at half size, where such a coin has a usual size.
-            output, scale = self.outputs(image, fill=CLOSE_UP_FILL)
-            found = [item for item in one_box_per_coin(decode(output, threshold, scale), self.same_coin_overlap)
-                     if item.radius * scale >= CLOSE_UP_MIN_RADIUS]
+        found = search(lambda fill: raw if fill == 1.0 else self.outputs(image, fill=fill), threshold,
+                       self.same_coin_overlap)
         return [clip_detection(item, image.width, image.height) for item in found]
 
     def locate(self, image: Image.Image) -> LocalizationResult:

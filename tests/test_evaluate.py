@@ -170,20 +170,30 @@ def test_the_whole_picture_protocol_is_kept_beside_the_servers_way_on_the_card(r
 
 
 def test_the_learned_finder_cuts_the_pictures_when_asked(monkeypatch):
-    from coinspotter import finder
     from coinspotter.localize import CoinBox, LocalizationResult
 
     picture = coin_picture("red", size=(300, 200))
     calls = []
 
-    def stub(image):
-        calls.append(image.size)
-        return LocalizationResult(boxes=[CoinBox(10, 20, 110, 120, score=0.9)], method="stub")
+    class StubFinder:
+        def locate(self, image):
+            calls.append(image.size)
+            return LocalizationResult(boxes=[CoinBox(10, 20, 110, 120, score=0.9)], method="stub")
 
-    monkeypatch.setattr(finder, "find_coins", stub)
+    monkeypatch.setattr(evaluate, "learned_finder", StubFinder())
     monkeypatch.setattr(evaluate, "localiser", "learned")
     crop, found = evaluate.classifier_view(picture)
     assert calls == [(300, 200)] and found == 1 and crop.size == (100, 100)
     monkeypatch.setattr(evaluate, "localiser", "hough")
     evaluate.classifier_view(picture)
     assert len(calls) == 1  # Hough's search, not the stub
+
+
+def test_a_missing_learned_finder_is_a_clear_error_not_a_silent_hough_run(monkeypatch, tmp_path):
+    monkeypatch.delenv("COINSPOTTER_FINDER", raising=False)  # the server's default (Hough) must not matter here
+    monkeypatch.setattr(evaluate, "localiser", "hough")
+    monkeypatch.setattr(evaluate, "learned_finder", None)
+    with pytest.raises(SystemExit, match="no coin finder in"):
+        evaluate.main(["unused.json", "--data", str(tmp_path), "--finder", "learned",
+                       "--finder-dir", str(tmp_path / "nowhere"),
+                       "--out", str(tmp_path / "out")])

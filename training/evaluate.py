@@ -74,7 +74,9 @@ def parse_args(argv=None):
     parser.add_argument("--catalogue-view", choices=("whole", "localised"), default="localised",
                         help="catalogue pictures cut by the localiser (as the server does) or whole")
     parser.add_argument("--finder", choices=LOCALISERS, default="hough",
-                        help="the coin search that cuts the pictures: Hough circles, or the learned finder the server runs")
+                        help="the coin search that cuts the pictures: Hough circles or the learned finder")
+    parser.add_argument("--finder-dir", type=Path, default=None,
+                        help="the learned finder's folder for --finder learned (default: the bundled one)")
     parser.add_argument("--update-card", action="store_true",
                         help="write the headline figures into each card's metrics")
     return parser.parse_args(argv)
@@ -83,10 +85,11 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------------------- pictures
 
 
-# which coin search cuts the pictures: "hough" (coinspotter.localize, the figures of record so far: the models
-# were trained and compared on its crops) or "learned" (coinspotter.finder, what the server now runs); --finder
+# which coin search cuts the pictures (--finder): "hough" (coinspotter.localize) or "learned" (a
+# coinspotter.finder.CoinFinder of --finder-dir, whatever COINSPOTTER_FINDER says)
 LOCALISERS = ("hough", "learned")
 localiser = "hough"
+learned_finder = None  # the CoinFinder main() loads for --finder learned
 
 
 def classifier_view(image, localise: bool = True):
@@ -95,12 +98,11 @@ def classifier_view(image, localise: bool = True):
     The one place evaluation calls the localiser, so evaluation follows it as it improves: the box
     with the highest score (the first of equals) when it finds coins, else the whole picture.
     """
-    from coinspotter.finder import find_coins
     from coinspotter.localize import crop_box, locate_coins
 
     if not localise:
         return image, None
-    boxes = (find_coins if localiser == "learned" else locate_coins)(image).boxes
+    boxes = (learned_finder.locate(image) if localiser == "learned" else locate_coins(image)).boxes
     if not boxes:
         return image, 0
     best = max(boxes, key=lambda box: box.score)  # max keeps the first of equal scores
@@ -633,8 +635,14 @@ def main(argv=None) -> int:
     from coinspotter.modelcard import read_card
 
     command = "python training/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    global localiser
+    global localiser, learned_finder
     localiser = args.finder
+    if localiser == "learned":
+        from coinspotter.finder import DEFAULT_DIR, CoinFinder
+
+        learned_finder = CoinFinder(args.finder_dir or DEFAULT_DIR)
+        if not learned_finder.load():
+            raise SystemExit(f"--finder learned: no coin finder in {learned_finder.folder} ({learned_finder.error})")
     eval_sets = load_eval_sets(args.data, args.real_photos, args.audit, args.splits, args.catalogue_view,
                                args.real_holdout, args.holdout_sources)
     registries: dict[Path, ModelRegistry] = {}  # one per models folder, so ensemble members load once

@@ -104,6 +104,58 @@ def load_faces(coin_images: Path | None, real_photos: Path | None, count: int, r
     return faces
 
 
+def close_up_boxes(picture: Image.Image, catalogue: bool) -> list[tuple[float, float, float, float]]:
+    """The tight boxes (circle's square) of the coins in a close-up, as the classifier's training cuts it.
+
+    A catalogue picture: every face ``split_faces`` finds with a circle. A real single-coin photo: Hough's one
+    coin, or nothing when it finds none or several (the photo is then not used: a doubtful label is worse than
+    none)."""
+    from coinspotter.localize import locate_coins, split_faces
+
+    boxes = split_faces(picture) if catalogue else locate_coins(picture).boxes
+    boxes = [box for box in boxes if box.radius is not None]
+    if not catalogue and len(boxes) != 1:
+        return []
+    return [(box.cx - box.radius, box.cy - box.radius, box.cx + box.radius, box.cy + box.radius) for box in boxes]
+
+
+def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | None, count: int,
+                   rng: np.random.Generator) -> list[tuple[Image.Image, np.ndarray]]:
+    """Single coins filling much of the frame, boxed as the classifier's crops are (``close_up_boxes``): ``count``
+    catalogue pictures of coin-images/train and the real single-coin photos of real-photos-train (not the
+    casa0018 source: it is the classifier's held-out real source). The boxes are computed once into
+    ``WORK/close_ups.json``; the pictures are kept at a longer side of INPUT_SIDE."""
+    from tqdm import tqdm
+
+    cache = work / "close_ups.json"
+    if cache.exists():
+        listed = json.loads(cache.read_text())
+    else:
+        candidates = []
+        if real_photos is not None:
+            candidates += [(path, False) for path in sorted((real_photos / "images").glob("*.jpg"))
+                           if not path.name.startswith("casa0018")]
+        if coin_images is not None and count:
+            files = sorted((coin_images / "train").glob("*/*.jpg"))
+            chosen = rng.choice(len(files), size=min(count, len(files)), replace=False)
+            candidates += [(files[index], True) for index in sorted(chosen)]
+        listed = []
+        for path, catalogue in tqdm(candidates, desc="close-up boxes", file=sys.stdout, mininterval=10):
+            boxes = close_up_boxes(Image.open(path).convert("RGB"), catalogue)
+            if boxes:
+                listed.append({"path": str(path), "boxes": [[round(v, 1) for v in box] for box in boxes]})
+        cache.write_text(json.dumps(listed))
+    pictures = []
+    for item in listed:
+        picture = Image.open(item["path"]).convert("RGB")
+        scale = min(1.0, INPUT_SIDE / max(picture.size))
+        if scale < 1.0:
+            picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                     Image.BILINEAR)
+        pictures.append((picture, np.array(item["boxes"], np.float32).reshape(-1, 4) * scale))
+    return pictures
+
+
 def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int) -> list[dict]:
     """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side INPUT_SIDE) and labels.jsonl; resumable."""
     from tqdm import tqdm
@@ -198,10 +250,13 @@ class Samples:
     """Training samples (synthetic files and real photos) as batches of (input, targets)."""
 
     def __init__(self, synthetic: list[dict], synthetic_dir: Path, real: list[tuple[Image.Image, np.ndarray]],
-                 real_repeat: int, batch: int, seed: int):
+                 real_repeat: int, batch: int, seed: int,
+                 close_ups: list[tuple[Image.Image, np.ndarray]] = (), close_ups_per_epoch: int = 0):
         self.items = [("synthetic", index) for index in range(len(synthetic))]
         self.items += [("real", index) for index in range(len(real))] * real_repeat
-        self.synthetic, self.synthetic_dir, self.real = synthetic, synthetic_dir, real
+        # close-ups: a fresh draw from the pool at every epoch (the slot, not the picture, is the item)
+        self.items += [("close_up", slot) for slot in range(close_ups_per_epoch if close_ups else 0)]
+        self.synthetic, self.synthetic_dir, self.real, self.close_ups = synthetic, synthetic_dir, real, close_ups
         self.batch, self.seed, self.epoch = batch, seed, 0
         self.order = np.arange(len(self.items))
 
@@ -220,9 +275,12 @@ class Samples:
             image = Image.open(self.synthetic_dir / item["file"]).convert("RGB")
             boxes = np.array(item["boxes"], np.float32).reshape(-1, 4)
             canvas, boxes, size = place(image, boxes, rng, (0.8, 1.0))
-        else:
+        elif kind == "real":
             image, boxes = self.real[index]
             canvas, boxes, size = place(image, boxes, rng, (0.45, 1.0))
+        else:  # a close-up: the coin from a third of the frame to all of it
+            image, boxes = self.close_ups[int(rng.integers(len(self.close_ups)))]
+            canvas, boxes, size = place(image, boxes, rng, (0.35, 1.0))
         canvas, boxes = augment(canvas, boxes, size, rng)
         return canvas, encode_targets(boxes)
 
@@ -325,9 +383,13 @@ def command_train(args) -> int:
                     backgrounds.append(patch)
         log.info("%d coin faces, %d background patches", len(faces), len(backgrounds))
     synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed)
-    samples = Samples(synthetic, work / "synthetic", real, args.real_repeat, args.batch, args.seed)
-    log.info("%d samples an epoch (%d synthetic, %d real x %d), %d steps of %d", len(samples.items),
-             len(synthetic), len(real), args.real_repeat, len(samples), args.batch)
+    close_ups = load_close_ups(work, args.coin_images, args.real_photos, args.close_up_pool, rng) \
+        if args.close_ups else []
+    samples = Samples(synthetic, work / "synthetic", real, args.real_repeat, args.batch, args.seed,
+                      close_ups, args.close_ups)
+    log.info("%d samples an epoch (%d synthetic, %d real x %d, %d close-ups from %d), %d steps of %d",
+             len(samples.items), len(synthetic), len(real), args.real_repeat, args.close_ups if close_ups else 0,
+             len(close_ups), len(samples), args.batch)
 
     checkpoint, state_path = work / "checkpoint.keras", work / "state.json"
     start_epoch = 0
@@ -425,23 +487,31 @@ def final_model(work: Path) -> Path:
     return work / "final.keras" if (work / "final.keras").exists() else work / "checkpoint.keras"
 
 
-def predict_outputs(model_path: Path, images: list[Image.Image]) -> list[np.ndarray]:
-    """Raw finder outputs for each image, from a .keras/.h5 model, through the same letterbox as serving."""
+def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
+    """For each image, ``outputs_at(fill)`` as ``finder.search`` wants it: the raw output of a .keras/.h5 model
+    through the same letterbox as serving, computed on first use and kept (tuning asks again and again)."""
     import keras
 
     from coinspotter.finder import letterbox, model_input
 
     model = keras.saving.load_model(model_path, compile=False)
-    outputs = []
-    for image in images:
-        canvas, _scale = letterbox(image)
-        outputs.append(np.asarray(model(model_input(canvas), training=False))[0])
-    return outputs
+
+    def outputs_of(image):
+        kept = {}
+
+        def outputs_at(fill: float):
+            if fill not in kept:
+                canvas, scale = letterbox(image, fill=fill)
+                kept[fill] = np.asarray(model(model_input(canvas), training=False))[0], scale
+            return kept[fill]
+        outputs_at(1.0)
+        return outputs_at
+    return [outputs_of(image) for image in images]
 
 
 def command_tune(args) -> int:
     """Pick the score threshold (and the same-coin overlap) on the held-out train photos and synthetic scenes."""
-    from coinspotter.finder import decode, letterbox, one_box_per_coin
+    from coinspotter.finder import search
     from coinspotter.scene_metrics import match_boxes
 
     setup_logging(args.work)
@@ -458,6 +528,17 @@ def command_tune(args) -> int:
             scene = make_photo_scene(rng, n_coins)
             scenes.append((scene.image, scene.boxes))
         sets["synthetic check scenes (drawn coins)"] = scenes
+    if args.close_up_check and args.coin_images is not None:
+        # catalogue close-ups of the validation split (the split every model here is tuned on), boxed as the
+        # classifier's crops are: a threshold that finds heaps but misses a coin filling the frame is no good
+        files = sorted((args.coin_images / "validation").glob("*/*.jpg"))
+        chosen = np.random.default_rng(args.seed + 2000).choice(len(files), min(args.close_up_check, len(files)),
+                                                                 replace=False)
+        pairs = []
+        for index in sorted(chosen):
+            picture = Image.open(files[index]).convert("RGB")
+            pairs.append((picture, close_up_boxes(picture, catalogue=True)))
+        sets["catalogue close-ups (validation)"] = [(picture, boxes) for picture, boxes in pairs if boxes]
     model_path = final_model(args.work)
     log.info("tuning %s", model_path)
     grid = {}
@@ -466,9 +547,8 @@ def command_tune(args) -> int:
         for threshold in np.arange(0.15, 0.81, 0.05):
             for overlap in (0.5, 0.6, 0.7, 0.8, 0.9):
                 tp = fp = fn = exact = 0
-                for (image, truth), output in zip(pairs, outputs):
-                    scale = letterbox(image)[1]
-                    found = one_box_per_coin(decode(output, float(threshold), scale), overlap)
+                for (image, truth), outputs_at in zip(pairs, outputs):
+                    found = search(outputs_at, float(threshold), overlap)
                     hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in found])
                     tp, fp, fn = tp + hit, fp + n_found - hit, fn + len(truth) - hit
                     exact += n_found == len(truth)
@@ -547,6 +627,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--synthetic", type=int, default=2400, help="synthetic scenes to render and train on")
     train.add_argument("--catalogue-faces", type=int, default=600, help="catalogue pictures to cut faces from")
     train.add_argument("--real-repeat", type=int, default=5, help="times each training photo appears an epoch")
+    train.add_argument("--close-ups", type=int, default=0,
+                       help="close-up single coins an epoch (drawn afresh from the pool each epoch; 0: none)")
+    train.add_argument("--close-up-pool", type=int, default=1200,
+                       help="catalogue pictures in the close-up pool (besides the real single-coin photos)")
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument("--steps", type=int, default=0, help="steps an epoch (0: all samples); for timing runs")
     train.add_argument("--batch", type=int, default=16)
@@ -567,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--scenes", type=Path, required=True)
     tune.add_argument("--work", type=Path, required=True)
     tune.add_argument("--synthetic-check", type=int, default=200)
+    tune.add_argument("--coin-images", type=Path, default=None,
+                      help="coin-images folder: its validation close-ups join the tuning sets")
+    tune.add_argument("--close-up-check", type=int, default=150, help="validation pictures for that set")
     tune.add_argument("--seed", type=int, default=0)
     export = commands.add_parser("export", help="write the .h5, the .tflite and the card")
     export.add_argument("--work", type=Path, required=True)
