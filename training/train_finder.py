@@ -345,9 +345,18 @@ def finder_loss(target, output):
 
 
 def setup_logging(work: Path) -> None:
+    """This script's log to WORK/train.log (appended) and the terminal. Its own handlers, not the root logger's:
+    a second command in the same process (or a test runner's logging) must not leave the file empty."""
     work.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
-                        handlers=[logging.FileHandler(work / "train.log"), logging.StreamHandler(sys.stdout)])
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter("%(asctime)s %(message)s")
+    for handler in (logging.FileHandler(work / "train.log"), logging.StreamHandler(sys.stdout)):
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def load_real(scenes: Path, files: list[str], photos: dict):
@@ -402,7 +411,7 @@ def command_train(args) -> int:
             model = keras.saving.load_model(args.init, compile=False)
             log.info("weights from %s", args.init)
         else:
-            model = build_model(str(args.weights))
+            model = build_model(None if str(args.weights) == "none" else str(args.weights))
         for layer in model.layers:  # the stem and first blocks stay as ImageNet made them (speed, small data)
             if layer.name.startswith(("Conv1", "bn_Conv1", "expanded_conv", "block_1_", "block_2_")):
                 layer.trainable = False
@@ -622,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--scenes", type=Path, required=True, help="coin-scenes/train folder")
     train.add_argument("--coin-images", type=Path, default=None, help="coin-images folder (faces from train/)")
     train.add_argument("--real-photos", type=Path, default=None, help="real-photos-train folder")
-    train.add_argument("--weights", type=Path, required=True, help="mobilenet_v2_imagenet_notop.weights.h5")
+    train.add_argument("--weights", type=Path, required=True,
+                       help="mobilenet_v2_imagenet_notop.weights.h5 ('none': random, for tests)")
     train.add_argument("--work", type=Path, required=True, help="folder for scenes, checkpoint and log")
     train.add_argument("--synthetic", type=int, default=2400, help="synthetic scenes to render and train on")
     train.add_argument("--catalogue-faces", type=int, default=600, help="catalogue pictures to cut faces from")

@@ -1,0 +1,101 @@
+"""training/train_finder.py end to end on tiny generated data (seconds): train with close-ups, resume, tune on the
+held-out photos, synthetic scenes and catalogue close-ups, export a finder the app can load.
+
+Nothing is read from ../shared: the scenes, the catalogue and the real photos are drawn here.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+
+import train_finder  # noqa: E402
+
+from coinspotter.finder import GRID, CoinFinder  # noqa: E402
+from coinspotter.localize import Circle  # noqa: E402
+from coinspotter.synthetic import _paste, _texture, draw_coin  # noqa: E402
+
+
+def drawn_photo(rng, circles, size=(320, 240), kind="wood") -> Image.Image:
+    canvas = _texture(rng, kind, *size).astype(np.float32)
+    for circle in circles:
+        _paste(canvas, draw_coin(rng, int(2 * circle.r) | 1), circle)
+    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finder_data")
+    rng = np.random.default_rng(0)
+    scenes = root / "scenes"
+    (scenes / "images").mkdir(parents=True)
+    with open(scenes / "boxes.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "x0", "y0", "x1", "y1", "class_id", "source_repo", "source_commit", "source_path",
+                         "licence"])
+        for index in range(5):  # one source: the 5th photo is held out for tuning
+            circles = [Circle(80 + 150 * k, 120, 40) for k in range(1 + index % 2)]
+            name = f"images/src__{index}.jpg"
+            drawn_photo(rng, circles).save(scenes / name)
+            for c in circles:
+                writer.writerow([name, c.cx - c.r, c.cy - c.r, c.cx + c.r, c.cy + c.r, "", "r", "c", "p", "l"])
+    for split in ("train", "validation"):
+        for class_id in ("1", "2"):
+            folder = root / "coin-images" / split / class_id
+            folder.mkdir(parents=True)
+            for index in range(2):
+                drawn_photo(rng, [Circle(100, 100, 85)], size=(200, 200), kind="plain").save(folder / f"{index}.jpg")
+    (root / "real" / "images").mkdir(parents=True)
+    for index in range(3):
+        drawn_photo(rng, [Circle(120, 110, 70)], size=(240, 220), kind="plain").save(
+            root / "real" / "images" / f"src__{index}.jpg")
+    return root
+
+
+def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path):
+    work, out = tmp_path / "work", tmp_path / "export"
+    train = ["train", "--scenes", str(data / "scenes"), "--coin-images", str(data / "coin-images"),
+             "--real-photos", str(data / "real"), "--weights", "none", "--work", str(work), "--synthetic", "4",
+             "--catalogue-faces", "2", "--real-repeat", "1", "--close-ups", "2", "--close-up-pool", "2",
+             "--epochs", "1", "--steps", "1", "--batch", "2", "--calibration-batches", "1"]
+    assert train_finder.main(train) == 0
+    assert json.loads((work / "state.json").read_text())["epochs_done"] == 1
+    split = json.loads((work / "split.json").read_text())
+    assert split["held_out"] == ["images/src__4.jpg"] and "images/src__4.jpg" not in split["train"]
+    close_ups = json.loads((work / "close_ups.json").read_text())
+    assert sum("coin-images" in item["path"] for item in close_ups) == 2  # the pool's catalogue pictures
+    for item in close_ups:  # each boxed round its one drawn coin, as the classifier's crop is cut
+        (box,) = item["boxes"]
+        assert abs((box[0] + box[2]) / 2 - (100 if "coin-images" in item["path"] else 120)) < 12
+    # resume: one more epoch from the checkpoint, not from scratch
+    assert train_finder.main([*train[:train.index("--epochs")], "--epochs", "2", "--steps", "1", "--batch", "2",
+                              "--calibration-batches", "1", "--resume"]) == 0
+    assert json.loads((work / "state.json").read_text())["epochs_done"] == 2
+    assert "resumed from" in (work / "train.log").read_text()
+
+    assert train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(work), "--synthetic-check",
+                              "2", "--coin-images", str(data / "coin-images"), "--close-up-check", "2"]) == 0
+    tuning = json.loads((work / "tuning.json").read_text())
+    assert set(tuning["at_choice"]) == {"held-out train photos", "synthetic check scenes (drawn coins)",
+                                        "catalogue close-ups (validation)"}
+    assert train_finder.main(["export", "--work", str(work), "--out", str(out)]) == 0
+    card = json.loads((out / "coin_finder.json").read_text())
+    assert card["score_threshold"] == tuning["score_threshold"]
+    finder = CoinFinder(out, backend="keras")
+    assert finder.load(), finder.error
+    assert finder.outputs(Image.new("RGB", (100, 80)))[0].shape == (GRID, GRID, 5)
+
+
+def test_targets_put_one_peak_per_coin_with_its_size():
+    boxes = np.array([[16, 16, 48, 48], [100, 40, 180, 120]], np.float32)
+    target = train_finder.encode_targets(boxes)
+    assert target[..., 5].sum() == 2 and (target[..., 0] == 1.0).sum() == 2
+    assert np.isclose(np.exp(target[4, 4, 1]) * 8, 32)  # centre (32, 32) -> cell (4, 4), width 32 px
+    assert np.isclose(np.exp(target[10, 17, 2]) * 8, 80)
