@@ -97,6 +97,20 @@ def model_input(canvas: np.ndarray) -> np.ndarray:
     return (canvas.astype(np.float32) / 127.5 - 1.0)[None]
 
 
+def model_input_pair(canvas: np.ndarray) -> np.ndarray:
+    """The letterboxed photo and its mirror image, a batch of two (the flip test: ``merge_flipped``)."""
+    return np.concatenate([model_input(canvas), model_input(canvas[:, ::-1])])
+
+
+def merge_flipped(output: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """The mean of the network's answer for a photo and (mapped back) for its mirror image: a coin the network
+    is unsure of in one view is often clear in the other. In the mirror a centre at ``x + offset`` cells lies at
+    ``GRID - x - offset``, so cell ``x`` mapped back has offset ``1 - mirrored offset``; sizes do not change."""
+    back = mirrored[:, ::-1].copy()
+    back[..., 3] = 1.0 - back[..., 3]
+    return (output + back) / 2
+
+
 def decode(output: np.ndarray, threshold: float, scale: float = 1.0, max_coins: int = MAX_COINS) -> list[Detection]:
     """Peaks of the centre map at or above ``threshold`` as boxes in photo pixels (input pixels / ``scale``).
 
@@ -185,6 +199,11 @@ class CoinFinder:
     def same_coin_overlap(self) -> float:
         return float(self.card.get("same_coin_overlap", SAME_COIN_OVERLAP))
 
+    @property
+    def flip_test(self) -> bool:
+        """Whether the card asks for the flip test (``merge_flipped``): twice the network's time."""
+        return bool(self.card.get("flip_test", False))
+
     def load(self) -> bool:
         """Load the detector once; False (and ``error`` says why) when it cannot be."""
         with self._lock:
@@ -249,6 +268,8 @@ class CoinFinder:
         if not self.load():
             return None
         canvas, scale = letterbox(image, fill=fill)
+        if self.flip_test:
+            return merge_flipped(self._run(model_input(canvas)), self._run(model_input(canvas[:, ::-1]))), scale
         return self._run(model_input(canvas)), scale
 
     def detect(self, image: Image.Image, threshold: float | None = None) -> list[Detection] | None:

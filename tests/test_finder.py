@@ -212,3 +212,27 @@ def test_the_served_search_is_hough_unless_the_learned_finder_is_asked_for(monke
     chosen = finder_module.default_finder()
     assert (chosen.folder is not None) == learned
     monkeypatch.setattr(finder_module, "_default", None)
+
+
+def test_the_flip_test_maps_the_mirror_image_back_onto_the_photo():
+    from coinspotter.finder import merge_flipped
+
+    def answer(x, offset):  # the network's answer for one coin whose centre is at cell x + offset, row 20
+        output = np.zeros((GRID, GRID, 5), np.float32)
+        output[20, x] = [0.9, np.log(4.0), np.log(4.0), offset, 0.5]
+        return output
+
+    photo, mirrored = answer(10, 0.3), answer(GRID - 1 - 10, 0.7)  # 10.3 cells from the left = 10.3 from the right
+    merged = merge_flipped(photo, mirrored)
+    assert np.allclose(merged[..., 0], photo[..., 0]) and np.allclose(merged[20, 10], photo[20, 10])
+    (found,) = decode(merged, threshold=0.5)
+    assert np.isclose(found.cx, 10.3 * STRIDE) and np.isclose(found.x1 - found.x0, 4 * STRIDE)
+    # the coin only one view is sure of: half its probability, at the photo's place
+    assert np.isclose(merge_flipped(photo, np.zeros_like(photo))[20, 10, 0], 0.45)
+
+
+@bundled
+def test_with_the_flip_test_the_coins_are_still_found_once(monkeypatch, finder, background="wood"):
+    circles = [Circle(150, 200, 60), Circle(330, 210, 70)]
+    monkeypatch.setitem(finder.card, "flip_test", True)
+    assert_found(circles, finder.detect(scene(circles, background, seed=21)))

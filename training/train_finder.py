@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import logging
 import sys
@@ -497,22 +498,25 @@ def final_model(work: Path) -> Path:
 
 
 def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
-    """For each image, ``outputs_at(fill)`` as ``finder.search`` wants it: the raw output of a .keras/.h5 model
-    through the same letterbox as serving, computed on first use and kept (tuning asks again and again)."""
+    """For each image, ``outputs_at(fill, flip)``: what ``finder.search`` wants (the network's output and the
+    letterbox scale, through the same letterbox as serving; with ``flip``, merged with the mirror image's as
+    the card's flip test does), from a .keras/.h5 model, computed on first use and kept (tuning asks again)."""
     import keras
 
-    from coinspotter.finder import letterbox, model_input
+    from coinspotter.finder import letterbox, merge_flipped, model_input_pair
 
     model = keras.saving.load_model(model_path, compile=False)
 
     def outputs_of(image):
         kept = {}
 
-        def outputs_at(fill: float):
+        def outputs_at(fill: float, flip: bool = False):
             if fill not in kept:
                 canvas, scale = letterbox(image, fill=fill)
-                kept[fill] = np.asarray(model(model_input(canvas), training=False))[0], scale
-            return kept[fill]
+                plain, mirrored = np.asarray(model(model_input_pair(canvas), training=False))
+                kept[fill] = plain, merge_flipped(plain, mirrored), scale
+            plain, merged, scale = kept[fill]
+            return (merged if flip else plain), scale
         outputs_at(1.0)
         return outputs_at
     return [outputs_of(image) for image in images]
@@ -553,30 +557,32 @@ def command_tune(args) -> int:
     grid = {}
     for label, pairs in sets.items():
         outputs = predict_outputs(model_path, [image for image, _ in pairs])
-        for threshold in np.arange(0.15, 0.81, 0.05):
-            for overlap in (0.5, 0.6, 0.7, 0.8, 0.9):
-                tp = fp = fn = exact = 0
-                for (image, truth), outputs_at in zip(pairs, outputs):
-                    found = search(outputs_at, float(threshold), overlap)
-                    hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in found])
-                    tp, fp, fn = tp + hit, fp + n_found - hit, fn + len(truth) - hit
-                    exact += n_found == len(truth)
-                key = (round(float(threshold), 2), overlap)
-                grid.setdefault(key, {})[label] = {"recall": tp / max(tp + fn, 1), "precision": tp / max(tp + fp, 1),
-                                                   "count_exact": exact / len(pairs)}
-    # the choice: the best mean F1 + count accuracy over the tuning sets
-    def merit(entry):
+        for threshold, overlap, flip in itertools.product(np.arange(0.15, 0.81, 0.05), (0.5, 0.6, 0.7, 0.8, 0.9),
+                                                          (False, True)):
+            tp = fp = fn = exact = 0
+            for (image, truth), outputs_at in zip(pairs, outputs):
+                found = search(lambda fill: outputs_at(fill, flip), float(threshold), overlap)
+                hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in found])
+                tp, fp, fn = tp + hit, fp + n_found - hit, fn + len(truth) - hit
+                exact += n_found == len(truth)
+            key = (round(float(threshold), 2), overlap, flip)
+            grid.setdefault(key, {})[label] = {"recall": tp / max(tp + fn, 1), "precision": tp / max(tp + fp, 1),
+                                               "count_exact": exact / len(pairs)}
+
+    def merit(entry):  # the choice: the best mean F1 + count accuracy over the tuning sets
         return np.mean([2 * v["recall"] * v["precision"] / max(v["recall"] + v["precision"], 1e-9) + v["count_exact"]
                         for v in entry.values()])
+    # the first of equals wins, and without the flip comes first: the flip test (twice the time) must earn its place
     best = max(grid, key=lambda key: merit(grid[key]))
-    for key in sorted(grid):
-        log.info("threshold %.2f overlap %.1f: %s", key[0], key[1],
+    for key in grid:
+        log.info("threshold %.2f overlap %.1f flip %s: merit %.3f; %s", *key, merit(grid[key]),
                  "; ".join(f"{label}: R {v['recall']:.3f} P {v['precision']:.3f} count {v['count_exact']:.3f}"
                            for label, v in grid[key].items()))
-    log.info("chosen: threshold %.2f, same-coin overlap %.1f: %s", best[0], best[1], grid[best])
+    log.info("chosen: threshold %.2f, same-coin overlap %.1f, flip test %s: %s", *best, grid[best])
     (args.work / "tuning.json").write_text(json.dumps(
-        {"score_threshold": best[0], "same_coin_overlap": best[1], "at_choice": grid[best],
-         "grid": {f"{k[0]:.2f}/{k[1]:.1f}": v for k, v in sorted(grid.items())}}, indent=1))
+        {"score_threshold": best[0], "same_coin_overlap": best[1], "flip_test": best[2], "at_choice": grid[best],
+         "merit_at_choice": round(float(merit(grid[best])), 4),
+         "grid": {f"{k[0]:.2f}/{k[1]:.1f}/{'flip' if k[2] else 'plain'}": v for k, v in grid.items()}}, indent=1))
     return 0
 
 
@@ -610,6 +616,7 @@ def command_export(args) -> int:
         "output": "(1, 48, 48, 5): centre probability, log width and log height in cells of 8 px, x and y offset",
         "score_threshold": tuning.get("score_threshold"),
         "same_coin_overlap": tuning.get("same_coin_overlap"),
+        "flip_test": bool(tuning.get("flip_test", False)),
         "tuned_on": "held-out coin-scenes/train photos (every 5th per source) and synthetic check scenes; "
                     "never on coin-scenes/dev",
         "tuning_at_choice": tuning.get("at_choice"),
