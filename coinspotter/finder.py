@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .config import REPO_ROOT
-from .localize import BOX_MARGIN, CoinBox, LocalizationResult, locate_coins, reading_order, ScoredCircle, Circle
+from .localize import Circle, LocalizationResult, ScoredCircle, box_for_circle, locate_coins, reading_order
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ MAX_COINS = 100
 # coins whose radius there is at least this many input pixels (a coin at least half the photo across).
 CLOSE_UP_FILL = 0.5
 CLOSE_UP_MIN_RADIUS = 0.25 * INPUT_SIDE * CLOSE_UP_FILL
+LARGE_RADIUS = 0.25 * INPUT_SIDE  # the same size (half the photo across) at the first look: it asks for the second
 
 
 @dataclass(frozen=True)
@@ -151,31 +152,26 @@ def one_box_per_coin(detections: list[Detection], same_coin: float = SAME_COIN_O
 
 def search(outputs_at, threshold: float, same_coin: float) -> list[Detection]:
     """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
-    at ``fill`` of the input side. Shared by serving (``CoinFinder.detect``) and tuning (which caches outputs)."""
+    at ``fill`` of the input side. Shared by serving (``CoinFinder.detect``) and tuning (which caches outputs).
+
+    A coin at least half the photo across is taken from a second look with the photo at half size
+    (``CLOSE_UP_FILL``), where it has a size the network knows well: at full size such a close-up is found
+    but boxed too small, on its middle (measured on catalogue close-ups of the validation split). The second
+    look runs only when the first finds nothing or such a large coin."""
     output, scale = outputs_at(1.0)
     found = one_box_per_coin(decode(output, threshold, scale), same_coin)
-    if not found and CLOSE_UP_FILL:
-        # Nothing found: perhaps one coin filling the frame (a close-up), larger than most the network saw
-        # whole in training. Look again with the photo at half size, where such a coin has a usual size.
+    if CLOSE_UP_FILL and (not found or any(item.radius * scale >= LARGE_RADIUS for item in found)):
         output, scale = outputs_at(CLOSE_UP_FILL)
-        found = [item for item in one_box_per_coin(decode(output, threshold, scale), same_coin)
+        close = [item for item in one_box_per_coin(decode(output, threshold, scale), same_coin)
                  if item.radius * scale >= CLOSE_UP_MIN_RADIUS]
+        found = [item for item in found if all(overlap_of_smaller(item, other) < same_coin for other in close)]
+        found += close
     return found
 
 
 def clip_detection(item: Detection, width: int, height: int) -> Detection:
     return Detection(max(0.0, item.x0), max(0.0, item.y0), min(float(width), item.x1), min(float(height), item.y1),
                      item.score)
-
-
-def crop_box_for(item: Detection, margin: float = BOX_MARGIN) -> CoinBox:
-    """The square crop box the classifier gets (as the Hough localiser makes them): the coin's longer side
-    plus ``margin`` of its radius round it, centred on the coin."""
-    radius = item.radius
-    side = max(1, int(round(2 * radius * (1 + margin))))
-    x0 = int(round(item.cx - side / 2))
-    y0 = int(round(item.cy - side / 2))
-    return CoinBox(x0, y0, x0 + side, y0 + side, round(item.score, 3), float(item.cx), float(item.cy), float(radius))
 
 
 class CoinFinder:
@@ -292,9 +288,8 @@ class CoinFinder:
             return result
         if not found:
             return LocalizationResult([], method=f"coin-finder ({self.backend}): no coin found")
-        ordered = reading_order([ScoredCircle(Circle(d.cx, d.cy, d.radius), d.score, 1.0) for d in found])
-        by_centre = {(d.cx, d.cy): d for d in found}
-        boxes = [crop_box_for(by_centre[(item.circle.cx, item.circle.cy)]) for item in ordered]
+        circles = [ScoredCircle(Circle(d.cx, d.cy, d.radius), d.score, 1.0) for d in found]
+        boxes = [box_for_circle(item.circle, score=item.score) for item in reading_order(circles)]
         return LocalizationResult(boxes, method=f"coin-finder ({self.backend})")
 
 
