@@ -9,13 +9,17 @@ How a photo is searched:
 1. it is scaled so its longer side is ``INPUT_SIDE`` (384) pixels and placed top-left on a grey square
    (``letterbox``);
 2. the network gives, on a grid of stride 8 (48 x 48 cells), the probability that a coin's centre lies in
-   each cell, the coin's width and height (log, in cells) and the centre's offset within the cell;
+   each cell, the coin's width and height (log, in cells) and the centre's offset within the cell (averaged
+   with the answer for the mirror image when the card asks for the flip test);
 3. a cell is a coin when it is the highest of its 3 x 3 neighbourhood and its probability is at least the
    card's ``score_threshold``; its box is the predicted width and height round the predicted centre;
 4. one coin, one box (``one_box_per_coin``): of two boxes that cover most of the smaller one (an inner ring,
    a coin found twice) only the more probable stays; touching and overlapping coins cover each other far
-   less, so both stay.
+   less, so both stay;
+5. a coin at least half the photo across (a close-up), or no coin at all, asks for a second look with the
+   photo at half size, and such large coins are taken from it (``search``).
 
+The page, the API and the command line use it; ``COINSPOTTER_FINDER=hough`` chooses the Hough localiser instead.
 Nothing heavy is imported at module import: LiteRT or TensorFlow is loaded on the first call (or ``load``).
 """
 from __future__ import annotations
@@ -207,7 +211,7 @@ class CoinFinder:
                 return self._run is not None
             self._loaded = True
             if self.folder is None:
-                self.error = "Hough localiser chosen (COINSPOTTER_FINDER is not 'learned')"
+                self.error = "Hough localiser chosen (COINSPOTTER_FINDER=hough)"
                 return False
             try:
                 card_path = self.folder / f"{NAME}.json"
@@ -302,17 +306,13 @@ _default_lock = threading.Lock()
 
 
 def default_finder() -> CoinFinder:
-    """The process's finder: the Hough localiser unless ``COINSPOTTER_FINDER=learned`` asks for the learned
-    detector (from ``COINSPOTTER_FINDER_DIR`` or the bundled folder).
-
-    Hough stays the default: the learned detector counts real multi-coin scenes better, but on single-coin
-    close-ups its boxes are off-centre or land on details inside the coin, and the served classifier, trained
-    on Hough's rim-fitted crops, then names the coin in 0.571 of the real photos instead of 0.707 (README
-    "Finding the coins")."""
+    """The process's finder: the learned detector (from ``COINSPOTTER_FINDER_DIR`` or the bundled folder), or
+    Hough's circles when ``COINSPOTTER_FINDER=hough`` asks for them (the tests of the page's plumbing do: their
+    flat painted discs are rightly not coins to the detector)."""
     global _default
     with _default_lock:
         if _default is None:
-            hough = os.environ.get("COINSPOTTER_FINDER", "hough").strip().lower() != "learned"
+            hough = os.environ.get("COINSPOTTER_FINDER", "learned").strip().lower() == "hough"
             _default = CoinFinder(None if hough else os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
         return _default
 

@@ -202,8 +202,8 @@ def test_a_close_up_coin_filling_the_photo_is_one_coin(finder):
     assert_found([circle], found)
 
 
-@pytest.mark.parametrize("setting, learned", [(None, False), ("hough", False), ("learned", True)])
-def test_the_served_search_is_hough_unless_the_learned_finder_is_asked_for(monkeypatch, setting, learned):
+@pytest.mark.parametrize("setting, learned", [(None, True), ("learned", True), ("hough", False), (" Hough ", False)])
+def test_the_served_search_is_the_learned_finder_unless_hough_is_asked_for(monkeypatch, setting, learned):
     if setting is None:
         monkeypatch.delenv("COINSPOTTER_FINDER", raising=False)
     else:
