@@ -197,3 +197,11 @@ def test_a_missing_learned_finder_is_a_clear_error_not_a_silent_hough_run(monkey
         evaluate.main(["unused.json", "--data", str(tmp_path), "--finder", "learned",
                        "--finder-dir", str(tmp_path / "nowhere"),
                        "--out", str(tmp_path / "out")])
+
+
+def test_the_pictures_are_cut_by_the_servers_search_and_the_library_default_is_left_alone(run):
+    out, _ = run
+    report = json.loads((out / "student_eval.json").read_text())
+    assert report["coin_search"] == "hough"  # tests/conftest.py serves Hough (COINSPOTTER_FINDER=hough)
+    assert report["card_metrics"]["coin_search"] == "hough"
+    assert evaluate.localiser == "hough" and evaluate.learned_finder is None  # what training scripts rely on

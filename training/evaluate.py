@@ -73,8 +73,9 @@ def parse_args(argv=None):
     parser.add_argument("--latency-repeats", type=int, default=15, help="timed calls per batch size (0: skip)")
     parser.add_argument("--catalogue-view", choices=("whole", "localised"), default="localised",
                         help="catalogue pictures cut by the localiser (as the server does) or whole")
-    parser.add_argument("--finder", choices=LOCALISERS, default="hough",
-                        help="the coin search that cuts the pictures: Hough circles or the learned finder")
+    parser.add_argument("--finder", choices=LOCALISERS, default=None,
+                        help="the coin search that cuts the pictures: Hough circles or the learned finder "
+                             "(default: the server's, i.e. learned unless COINSPOTTER_FINDER=hough)")
     parser.add_argument("--finder-dir", type=Path, default=None,
                         help="the learned finder's folder for --finder learned (default: the bundled one)")
     parser.add_argument("--update-card", action="store_true",
@@ -125,7 +126,7 @@ class EvalSet:
         found = [n for n in self.coins_found if n is not None]
         if not found:
             return {"used": False}
-        return {"used": True, "no_coin_whole_picture": found.count(0), "one_coin": found.count(1),
+        return {"used": True, "search": localiser, "no_coin_whole_picture": found.count(0), "one_coin": found.count(1),
                 "several_coins_best_box": sum(n > 1 for n in found), "decode_and_locate_ms_median": self.prepare_ms}
 
 
@@ -306,6 +307,7 @@ def card_metrics(report: dict) -> dict:
     figures["file_mb"] = report["footprint"]["file_mb"]
     figures["parameters"] = report["footprint"]["parameters"]
     figures["leak_free_rule"] = report["leak_free_rule"]
+    figures["coin_search"] = report.get("coin_search")
     figures["measured_by"] = report["measured_by"]
     figures["measured_at"] = report["measured_at"]
     return figures
@@ -365,6 +367,7 @@ def evaluate_card(card_path, data_root, real_photos_root=None, audit_path=None, 
         "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         "leak_free_rule": f"audit {audit_path}" if audit_path else "original bytes identical to no training image",
         "catalogue_view": catalogue_view,
+        "coin_search": localiser,  # which search cut the pictures: "learned" (the served one) or "hough"
         "cpu_count": os.cpu_count(),
     }
     report.update(evaluate_classifier(classifier, eval_sets, batch_size, latency_repeats))
@@ -631,18 +634,28 @@ def plot_reliability(report: dict, path: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    global localiser, learned_finder
+    library_defaults = localiser, learned_finder  # restored at the end: evaluate_card's callers keep theirs
+    localiser = args.finder or ("hough" if os.environ.get("COINSPOTTER_FINDER", "").strip().lower() == "hough"
+                                else "learned")
+    command = "python training/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    try:
+        if localiser == "learned":
+            from coinspotter.finder import DEFAULT_DIR, CoinFinder
+
+            learned_finder = CoinFinder(args.finder_dir or DEFAULT_DIR)
+            if not learned_finder.load():
+                raise SystemExit(f"--finder learned: no coin finder in {learned_finder.folder} "
+                                 f"({learned_finder.error})")
+        return evaluate_cards(args, command)
+    finally:
+        localiser, learned_finder = library_defaults
+
+
+def evaluate_cards(args, command: str) -> int:
     from coinspotter.inference import ModelRegistry
     from coinspotter.modelcard import read_card
 
-    command = "python training/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    global localiser, learned_finder
-    localiser = args.finder
-    if localiser == "learned":
-        from coinspotter.finder import DEFAULT_DIR, CoinFinder
-
-        learned_finder = CoinFinder(args.finder_dir or DEFAULT_DIR)
-        if not learned_finder.load():
-            raise SystemExit(f"--finder learned: no coin finder in {learned_finder.folder} ({learned_finder.error})")
     eval_sets = load_eval_sets(args.data, args.real_photos, args.audit, args.splits, args.catalogue_view,
                                args.real_holdout, args.holdout_sources)
     registries: dict[Path, ModelRegistry] = {}  # one per models folder, so ensemble members load once
@@ -655,7 +668,7 @@ def main(argv=None) -> int:
             registry=registry, command=command,
         )
         log.info("%s: %s", report["model"], json.dumps({k: v for k, v in report["card_metrics"].items()
-                                                         if k not in ("measured_by", "leak_free_rule")}))
+                                                         if k not in ("measured_by", "leak_free_rule", "coin_search")}))
         if args.update_card:
             card = read_card(card_path)
             # the original's protocol (whole catalogue pictures) is kept beside the server's-way figures
