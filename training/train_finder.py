@@ -617,8 +617,8 @@ def command_export(args) -> int:
         "score_threshold": tuning.get("score_threshold"),
         "same_coin_overlap": tuning.get("same_coin_overlap"),
         "flip_test": bool(tuning.get("flip_test", False)),
-        "tuned_on": "held-out coin-scenes/train photos (every 5th per source) and synthetic check scenes; "
-                    "never on coin-scenes/dev",
+        "tuned_on": "held-out coin-scenes/train photos (every 5th per source), synthetic check scenes and "
+                    "catalogue close-ups of coin-images/validation; never on coin-scenes/dev",
         "tuning_at_choice": tuning.get("at_choice"),
         "trained": {"epochs": state["epochs_done"], "final_loss": round(state["loss"], 4), "arguments": train_args},
         "how": "python training/train_finder.py train ... ; python training/train_finder.py tune ... ; "
