@@ -89,6 +89,7 @@ def parse_args(argv=None):
 # which coin search cuts the pictures (--finder): "hough" (coinspotter.localize) or "learned" (a
 # coinspotter.finder.CoinFinder of --finder-dir, whatever COINSPOTTER_FINDER says)
 LOCALISERS = ("hough", "learned")
+COIN_SEARCH_NAMES = {"hough": "the Hough localiser", "learned": "the learned coin finder"}  # for the reports
 localiser = "hough"
 learned_finder = None  # the CoinFinder main() loads for --finder learned
 
@@ -438,7 +439,13 @@ def write_summary(out: Path) -> None:
             f"{percent(real.get('ece'))} |"
         )
     lines += ["", "Measured by:", ""]
-    lines += [f"- {r['model']} ({r['measured_at']}, leak-free rule: {r['leak_free_rule']}, 1-minute load average "
+
+    def pictures(r) -> str:  # reports written before the learned finder was served say nothing: Hough cut them
+        if r.get("catalogue_view") == "whole":
+            return "catalogue pictures whole"
+        return f"pictures cut by {COIN_SEARCH_NAMES[r.get('coin_search') or 'hough']}"
+    lines += [f"- {r['model']} ({r['measured_at']}, leak-free rule: {r['leak_free_rule']}, {pictures(r)}, "
+              f"1-minute load average "
               f"{r['latency'].get('load_average_1min', '–')} on {r['cpu_count']} cores): `{r['measured_by']}`"
               for r in reports]
 
