@@ -7,7 +7,9 @@
     python training/train_finder.py calibrate --scenes ../shared/data/coin-scenes/train --work runs/finder
                                          # only for a run stopped early: train does it at its end
     python training/train_finder.py tune --scenes ../shared/data/coin-scenes/train --work runs/finder \
-        [--synthetic-check 200]          # threshold on the held-out train photos + synthetic scenes
+        [--synthetic-check 200] [--coin-images ../shared/data/coin-images --close-up-check 150]
+                                         # threshold, overlap rule and flip test on the held-out train photos,
+                                         # synthetic scenes and catalogue close-ups of the validation split
     python training/train_finder.py export --work runs/finder --out web-app/models/coin_finder
 
 What ``train`` does, each step logged to ``WORK/train.log`` with a progress bar on the terminal:
@@ -15,12 +17,14 @@ What ``train`` does, each step logged to ``WORK/train.log`` with a progress bar 
 2. cuts coin faces: catalogue pictures of coin-images/train (circles by ``localize.split_faces``) and the
    single-coin crops of real-photos-train (centred, 8% margin; whole photos of casa0018 are skipped);
    background patches are cut from the training photos outside their boxes (``synthetic.patch_outside_boxes``);
+   with ``--close-ups N``, close-up single coins too (``load_close_ups``: catalogue pictures and real single-coin
+   photos boxed where the classifier's crops are cut; boxes computed once into ``WORK/close_ups.json``);
 3. renders ``--synthetic`` photo-like scenes (``synthetic.make_photo_scene``) into ``WORK/synthetic/`` as
    JPEG (quality 45-95) with their boxes, once (resumable: scenes already there are kept);
 4. trains the detector (``build_model``) on the synthetic scenes plus the training photos (each repeated
    ``--real-repeat`` times an epoch, scaled down 0.45-1x, flipped, turned by 90-degree steps, colour
-   jittered); the whole model with its optimiser is saved to ``WORK/checkpoint.keras`` after every epoch,
-   and ``--resume`` carries on from there;
+   jittered) and N close-ups an epoch, drawn afresh from their pool; the whole model with its optimiser is
+   saved to ``WORK/checkpoint.keras`` after every epoch, and ``--resume`` carries on from there;
 5. re-estimates the batch-norm statistics over 40 batches (``recalibrate_batch_norm``) -> ``WORK/final.keras``,
    which ``tune`` and ``export`` use.
 Loss: CenterNet's penalty-reduced focal loss on the centre map (Gaussian peaks), L1 on log size and
