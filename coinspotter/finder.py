@@ -49,7 +49,7 @@ NAME = "coin_finder"
 SCORE_THRESHOLD = 0.35
 SAME_COIN_OVERLAP = 0.7  # intersection over the smaller box's area above which two boxes are one coin
 MAX_COINS = 100
-# The second look for a close-up (see CoinFinder.detect): the photo at this fraction of the input side, and only
+# The second look for a close-up (see search): the photo at this fraction of the input side, and only
 # coins whose radius there is at least this many input pixels (a coin at least half the photo across).
 CLOSE_UP_FILL = 0.5
 CLOSE_UP_MIN_RADIUS = 0.25 * INPUT_SIDE * CLOSE_UP_FILL
