@@ -88,6 +88,7 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     assert train_finder.main(["export", "--work", str(work), "--out", str(out)]) == 0
     card = json.loads((out / "coin_finder.json").read_text())
     assert card["score_threshold"] == tuning["score_threshold"]
+    assert card["trained"]["arguments"]["epochs"] == 1 and card["trained"]["arguments"]["weights"] == "none"
     finder = CoinFinder(out, backend="keras")
     assert finder.load(), finder.error
     assert finder.outputs(Image.new("RGB", (100, 80)))[0].shape == (GRID, GRID, 5)

@@ -379,6 +379,10 @@ def command_train(args) -> int:
     work = args.work
     setup_logging(work)
     log.info("train: %s", vars(args))
+    arguments = work / "arguments.json"  # the first train command of the run; the card quotes it
+    if not arguments.exists():
+        arguments.write_text(json.dumps({key: str(value) if isinstance(value, Path) else value
+                                         for key, value in vars(args).items()}, indent=1))
     photos = read_scene_boxes(args.scenes)
     train_files, held = split_train_photos(photos)
     log.info("coin-scenes/train: %d photos for training, %d held out for tuning", len(train_files), len(held))
@@ -608,10 +612,8 @@ def command_export(args) -> int:
     (out / "coin_finder.tflite").write_bytes(converter.convert())
     tuning = json.loads((args.work / "tuning.json").read_text()) if (args.work / "tuning.json").exists() else {}
     state = json.loads((args.work / "state.json").read_text())
-    train_args = next((json.loads(line.split("train: ", 1)[1].replace("'", '"').replace("PosixPath(", "").
-                                  replace(")", "").replace("None", "null").replace("False", "false").
-                                  replace("True", "true"))
-                       for line in (args.work / "train.log").read_text().splitlines() if " train: {" in line), {})
+    arguments = args.work / "arguments.json"
+    train_args = json.loads(arguments.read_text()) if arguments.exists() else {}
     card = {
         "name": "coin_finder",
         "what": "learned coin finder: CenterNet-style centre/size heat map, stride 8, on MobileNetV2 (alpha 1) "
