@@ -13,7 +13,8 @@
     python training/train_finder.py export --work runs/finder --out web-app/models/coin_finder
 
 What ``train`` does, each step logged to ``WORK/train.log`` with a progress bar on the terminal:
-1. holds out every 5th photo of each source of coin-scenes/train (sorted by name) for ``tune``: never trained on;
+1. keeps the run's first train command in ``WORK/arguments.json`` (the card quotes it) and holds out every
+   5th photo of each source of coin-scenes/train (sorted by name) for ``tune``: never trained on;
 2. cuts coin faces: catalogue pictures of coin-images/train (circles by ``localize.split_faces``) and the
    single-coin crops of real-photos-train (centred, 8% margin; whole photos of casa0018 are skipped);
    background patches are cut from the training photos outside their boxes (``synthetic.patch_outside_boxes``);
