@@ -6,9 +6,9 @@ installed, else the ``.h5`` through Keras) and falls back to the Hough localiser
 with one logged warning, when the detector's files are missing or cannot be loaded: the app still runs.
 
 How a photo is searched:
-1. it is scaled so its longer side is ``INPUT_SIDE`` (384) pixels and placed top-left on a grey square
-   (``letterbox``);
-2. the network gives, on a grid of stride 8 (48 x 48 cells), the probability that a coin's centre lies in
+1. it is scaled so its longer side is the card's ``input_side`` (``INPUT_SIDE``, 384, when the card does not
+   say) and placed top-left on a grey square (``letterbox``);
+2. the network gives, on a grid of stride 8 (48 x 48 cells at 384), the probability that a coin's centre lies in
    each cell, the coin's width and height (log, in cells) and the centre's offset within the cell (averaged
    with the answer for the mirror image when the card asks for the flip test);
 3. a cell is a coin when it is the highest of its 3 x 3 neighbourhood and its probability is at least the
@@ -39,7 +39,7 @@ from .localize import Circle, LocalizationResult, ScoredCircle, box_for_circle, 
 
 log = logging.getLogger(__name__)
 
-INPUT_SIDE = 384
+INPUT_SIDE = 384  # the first finders' input; a card's input_side says another
 STRIDE = 8
 GRID = INPUT_SIDE // STRIDE
 PAD_VALUE = 128  # the grey the letterbox fills with (0 after MobileNetV2's scaling)
@@ -49,11 +49,11 @@ NAME = "coin_finder"
 SCORE_THRESHOLD = 0.35
 SAME_COIN_OVERLAP = 0.7  # intersection over the smaller box's area above which two boxes are one coin
 MAX_COINS = 100
-# The second look for a close-up (see search): the photo at this fraction of the input side, and only
-# coins whose radius there is at least this many input pixels (a coin at least half the photo across).
+# The second look for a close-up (see search): the photo at this fraction of the input side, and only coins at
+# least half the photo across (a radius of LARGE_SHARE of the photo's longer side) are taken from it; such a
+# coin at the first look asks for the second.
 CLOSE_UP_FILL = 0.5
-CLOSE_UP_MIN_RADIUS = 0.25 * INPUT_SIDE * CLOSE_UP_FILL
-LARGE_RADIUS = 0.25 * INPUT_SIDE  # the same size (half the photo across) at the first look: it asks for the second
+LARGE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -163,11 +163,12 @@ def search(outputs_at, threshold: float, same_coin: float) -> list[Detection]:
     but boxed too small, on its middle (measured on catalogue close-ups of the validation split). The second
     look runs only when the first finds nothing or such a large coin."""
     output, scale = outputs_at(1.0)
+    large_radius = LARGE_SHARE * output.shape[0] * STRIDE / scale  # in photo pixels: a quarter of its longer side
     found = one_box_per_coin(decode(output, threshold, scale), same_coin)
-    if CLOSE_UP_FILL and (not found or any(item.radius * scale >= LARGE_RADIUS for item in found)):
+    if CLOSE_UP_FILL and (not found or any(item.radius >= large_radius for item in found)):
         output, scale = outputs_at(CLOSE_UP_FILL)
         close = [item for item in one_box_per_coin(decode(output, threshold, scale), same_coin)
-                 if item.radius * scale >= CLOSE_UP_MIN_RADIUS]
+                 if item.radius >= large_radius]
         found = [item for item in found if all(overlap_of_smaller(item, other) < same_coin for other in close)]
         found += close
     return found
@@ -198,6 +199,11 @@ class CoinFinder:
     @property
     def same_coin_overlap(self) -> float:
         return float(self.card.get("same_coin_overlap", SAME_COIN_OVERLAP))
+
+    @property
+    def input_side(self) -> int:
+        """The side of the network's square input (the card's ``input_side``; 384 for finders before it)."""
+        return int(self.card.get("input_side", INPUT_SIDE))
 
     @property
     def flip_test(self) -> bool:
@@ -264,10 +270,11 @@ class CoinFinder:
         raise FileNotFoundError(f"no {tflite.name} in {self.folder} (backend {wanted!r})")
 
     def outputs(self, image: Image.Image, fill: float = 1.0) -> tuple[np.ndarray, float] | None:
-        """The network's raw (GRID, GRID, 5) output for ``image`` and the letterbox scale; None without a model."""
+        """The network's raw (side / STRIDE, side / STRIDE, 5) output for ``image`` and the letterbox scale; None
+        without a model."""
         if not self.load():
             return None
-        canvas, scale = letterbox(image, fill=fill)
+        canvas, scale = letterbox(image, side=self.input_side, fill=fill)
         if self.flip_test:
             return merge_flipped(self._run(model_input(canvas)), self._run(model_input(canvas[:, ::-1]))), scale
         return self._run(model_input(canvas)), scale

@@ -124,9 +124,9 @@ def test_the_tflite_file_gives_the_keras_answer(finder):
 # --- decoding, without a network --------------------------------------------------------------------------
 
 
-def output_with(peaks):
+def output_with(peaks, grid=GRID):
     """A network output with the given (x, y, probability, width px, height px) centres."""
-    output = np.zeros((GRID, GRID, 5), np.float32)
+    output = np.zeros((grid, grid, 5), np.float32)
     for x, y, p, w, h in peaks:
         ix, iy = int(x // STRIDE), int(y // STRIDE)
         output[iy, ix] = [p, np.log(w / STRIDE), np.log(h / STRIDE), x / STRIDE - ix, y / STRIDE - iy]
@@ -138,6 +138,25 @@ def test_decode_gives_peaks_above_the_threshold_in_photo_pixels():
     (found,) = decode(output, threshold=0.5, scale=0.5)  # the photo was scaled by a half
     assert (found.x0, found.y0, found.x1, found.y1) == pytest.approx((120, 140, 280, 260), abs=1e-3)
     assert found.score == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("grid", [GRID, 64])  # 384 and 512 input pixels
+def test_the_second_look_is_for_a_coin_half_the_photo_across_whatever_the_input_side(grid):
+    side, photo_side = grid * STRIDE, 1000
+    scale = side / photo_side
+
+    def searched(diameter_share):
+        asked = []
+
+        def outputs_at(fill):
+            asked.append(fill)
+            width = diameter_share * side * fill
+            return output_with([(side * fill / 2, side * fill / 2, 0.9, width, width)], grid), scale * fill
+        found = finder_module.search(outputs_at, 0.5, 0.7)
+        return asked, [round(d.x1 - d.x0) for d in found]
+
+    assert searched(0.3) == ([1.0], [300])  # a coin 0.3 of the photo across: one look
+    assert searched(0.6) == ([1.0, 0.5], [600])  # more than half: taken from the second look
 
 
 def test_one_box_per_coin_drops_an_inner_ring_but_keeps_touching_coins():

@@ -91,7 +91,23 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     assert card["trained"]["arguments"]["epochs"] == 1 and card["trained"]["arguments"]["weights"] == "none"
     finder = CoinFinder(out, backend="keras")
     assert finder.load(), finder.error
+    assert card["input_side"] == finder.input_side == 384
     assert finder.outputs(Image.new("RGB", (100, 80)))[0].shape == (GRID, GRID, 5)
+
+    # a further stage at another input side: the trained weights carried over, the card and the app follow it
+    bigger, bigger_out = tmp_path / "bigger", tmp_path / "bigger_export"
+    with pytest.raises(SystemExit, match="multiple of 32"):
+        train_finder.main([*train[:train.index("--work")], "--work", str(bigger), "--input-side", "100"])
+    assert train_finder.main([*train[:train.index("--work")], "--work", str(bigger), *train[train.index("--work") + 2:],
+                              "--init", str(work / "final.keras"), "--input-side", "128"]) == 0
+    assert "input side 128 (the init model's was 384)" in (bigger / "train.log").read_text()
+    (bigger / "tuning.json").write_text((work / "tuning.json").read_text())
+    assert train_finder.main(["export", "--work", str(bigger), "--out", str(bigger_out)]) == 0
+    small = CoinFinder(bigger_out, backend="tflite")
+    assert small.load(), small.error
+    assert small.input_side == 128 and small.backend == "tflite"
+    output, scale = small.outputs(Image.new("RGB", (256, 200)))
+    assert output.shape == (16, 16, 5) and np.isclose(scale, 0.5)
 
 
 def test_targets_put_one_peak_per_coin_with_its_size():

@@ -49,7 +49,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coinspotter.finder import GRID, INPUT_SIDE, PAD_VALUE, STRIDE  # noqa: E402
+from coinspotter.finder import INPUT_SIDE, PAD_VALUE, STRIDE  # noqa: E402
 
 log = logging.getLogger("train_finder")
 HOLD_OUT_EVERY = 5
@@ -126,11 +126,11 @@ def close_up_boxes(picture: Image.Image, catalogue: bool) -> list[tuple[float, f
 
 
 def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | None, count: int,
-                   rng: np.random.Generator) -> list[tuple[Image.Image, np.ndarray]]:
+                   rng: np.random.Generator, side: int = INPUT_SIDE) -> list[tuple[Image.Image, np.ndarray]]:
     """Single coins filling much of the frame, boxed as the classifier's crops are (``close_up_boxes``): ``count``
     catalogue pictures of coin-images/train and the real single-coin photos of real-photos-train (not the
     casa0018 source: it is the classifier's held-out real source). The boxes are computed once into
-    ``WORK/close_ups.json``; the pictures are kept at a longer side of INPUT_SIDE."""
+    ``WORK/close_ups.json``; the pictures are kept at a longer side of ``side`` (the network's input)."""
     from tqdm import tqdm
 
     cache = work / "close_ups.json"
@@ -154,7 +154,7 @@ def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | Non
     pictures = []
     for item in listed:
         picture = Image.open(item["path"]).convert("RGB")
-        scale = min(1.0, INPUT_SIDE / max(picture.size))
+        scale = min(1.0, side / max(picture.size))
         if scale < 1.0:
             picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
                                      Image.BILINEAR)
@@ -162,8 +162,8 @@ def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | Non
     return pictures
 
 
-def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int) -> list[dict]:
-    """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side INPUT_SIDE) and labels.jsonl; resumable."""
+def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side: int = INPUT_SIDE) -> list[dict]:
+    """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side ``side``) and labels.jsonl; resumable."""
     from tqdm import tqdm
 
     from coinspotter.synthetic import make_photo_scene
@@ -185,7 +185,7 @@ def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int) -> l
             rng = np.random.default_rng([seed, index])
             n_coins = 0 if rng.random() < 0.1 else int(rng.integers(1, 16))
             scene = make_photo_scene(rng, n_coins, faces=faces, backgrounds=backgrounds)
-            scale = INPUT_SIDE / max(scene.image.size)
+            scale = side / max(scene.image.size)
             size = (round(scene.image.width * scale), round(scene.image.height * scale))
             scene.image.resize(size, Image.BILINEAR).save(folder / name, quality=int(rng.integers(45, 96)))
             item = {"file": name, "boxes": [[round(v * scale, 2) for v in box] for box in scene.boxes],
@@ -195,17 +195,19 @@ def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int) -> l
     return [done[f"{index:05d}.jpg"] for index in range(count)]
 
 
-def encode_targets(boxes: np.ndarray) -> np.ndarray:
-    """(GRID, GRID, 6): Gaussian centre map, log width, log height, x offset, y offset, centre mask.
+def encode_targets(boxes: np.ndarray, side: int = INPUT_SIDE) -> np.ndarray:
+    """(grid, grid, 6), grid = side / STRIDE: Gaussian centre map, log width, log height, x offset, y offset,
+    centre mask.
 
-    ``boxes``: (n, 4) in input pixels. Peak sigma: an eighth of the coin's diameter in cells (at least 0.6),
+    ``boxes``: (n, 4) in input pixels of a ``side`` square. Peak sigma: an eighth of the coin's diameter in cells (at least 0.6),
     so touching coins keep separate peaks."""
-    target = np.zeros((GRID, GRID, 6), np.float32)
-    yy, xx = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
+    grid = side // STRIDE
+    target = np.zeros((grid, grid, 6), np.float32)
+    yy, xx = np.mgrid[0:grid, 0:grid].astype(np.float32)
     for x0, y0, x1, y1 in boxes:
         w, h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
         cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
-        ix, iy = int(np.clip(np.floor(cx), 0, GRID - 1)), int(np.clip(np.floor(cy), 0, GRID - 1))
+        ix, iy = int(np.clip(np.floor(cx), 0, grid - 1)), int(np.clip(np.floor(cy), 0, grid - 1))
         sigma = max(0.6, min(w, h) / STRIDE / 8)
         peak = np.exp(-((xx - cx + 0.5) ** 2 + (yy - cy + 0.5) ** 2) / (2 * sigma * sigma))
         target[..., 0] = np.maximum(target[..., 0], peak)
@@ -215,11 +217,12 @@ def encode_targets(boxes: np.ndarray) -> np.ndarray:
     return target
 
 
-def place(image: Image.Image, boxes: np.ndarray, rng: np.random.Generator, shrink: tuple[float, float]):
-    """The photo scaled to a longer side INPUT_SIDE * U(shrink), top left on the grey square, with its boxes."""
-    scale = INPUT_SIDE * rng.uniform(*shrink) / max(image.size)
+def place(image: Image.Image, boxes: np.ndarray, rng: np.random.Generator, shrink: tuple[float, float],
+          side: int = INPUT_SIDE):
+    """The photo scaled to a longer side ``side`` * U(shrink), top left on the grey square, with its boxes."""
+    scale = side * rng.uniform(*shrink) / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    canvas = np.full((INPUT_SIDE, INPUT_SIDE, 3), PAD_VALUE, np.uint8)
+    canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)
     canvas[: size[1], : size[0]] = np.asarray(image.resize(size, Image.BILINEAR))
     return canvas, boxes * scale, size
 
@@ -247,7 +250,7 @@ def augment(canvas: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: n
         buffer = io.BytesIO()
         Image.fromarray(photo).save(buffer, "JPEG", quality=int(rng.integers(40, 90)))
         photo = np.asarray(Image.open(buffer))
-    out = np.full((INPUT_SIDE, INPUT_SIDE, 3), PAD_VALUE, np.uint8)
+    out = np.full(canvas.shape, PAD_VALUE, np.uint8)
     out[:height, :width] = photo
     return out, boxes
 
@@ -257,13 +260,14 @@ class Samples:
 
     def __init__(self, synthetic: list[dict], synthetic_dir: Path, real: list[tuple[Image.Image, np.ndarray]],
                  real_repeat: int, batch: int, seed: int,
-                 close_ups: list[tuple[Image.Image, np.ndarray]] = (), close_ups_per_epoch: int = 0):
+                 close_ups: list[tuple[Image.Image, np.ndarray]] = (), close_ups_per_epoch: int = 0,
+                 side: int = INPUT_SIDE):
         self.items = [("synthetic", index) for index in range(len(synthetic))]
         self.items += [("real", index) for index in range(len(real))] * real_repeat
         # close-ups: a fresh draw from the pool at every epoch (the slot, not the picture, is the item)
         self.items += [("close_up", slot) for slot in range(close_ups_per_epoch if close_ups else 0)]
         self.synthetic, self.synthetic_dir, self.real, self.close_ups = synthetic, synthetic_dir, real, close_ups
-        self.batch, self.seed, self.epoch = batch, seed, 0
+        self.batch, self.seed, self.epoch, self.side = batch, seed, 0, side
         self.order = np.arange(len(self.items))
 
     def __len__(self) -> int:
@@ -280,15 +284,15 @@ class Samples:
             item = self.synthetic[index]
             image = Image.open(self.synthetic_dir / item["file"]).convert("RGB")
             boxes = np.array(item["boxes"], np.float32).reshape(-1, 4)
-            canvas, boxes, size = place(image, boxes, rng, (0.8, 1.0))
+            canvas, boxes, size = place(image, boxes, rng, (0.8, 1.0), self.side)
         elif kind == "real":
             image, boxes = self.real[index]
-            canvas, boxes, size = place(image, boxes, rng, (0.45, 1.0))
+            canvas, boxes, size = place(image, boxes, rng, (0.45, 1.0), self.side)
         else:  # a close-up: the coin from a third of the frame to all of it
             image, boxes = self.close_ups[int(rng.integers(len(self.close_ups)))]
-            canvas, boxes, size = place(image, boxes, rng, (0.35, 1.0))
+            canvas, boxes, size = place(image, boxes, rng, (0.35, 1.0), self.side)
         canvas, boxes = augment(canvas, boxes, size, rng)
-        return canvas, encode_targets(boxes)
+        return canvas, encode_targets(boxes, self.side)
 
     def batch_at(self, step: int):
         pairs = [self.sample(step * self.batch + k) for k in range(self.batch)]
@@ -299,13 +303,14 @@ class Samples:
 # ------------------------------------------------------------------------------------------ model
 
 
-def build_model(weights: str | None):
+def build_model(weights: str | None, side: int = INPUT_SIDE):
     """MobileNetV2 (alpha 1) cut at block_12_add (stride 16) and block_5_add (stride 8), a light FPN merge at
-    stride 8 and two heads: centre probability (sigmoid) and 4 regressions (log w, log h, offset x, y)."""
+    stride 8 and two heads: centre probability (sigmoid) and 4 regressions (log w, log h, offset x, y), for a
+    ``side`` x ``side`` input."""
     import keras
     from keras import layers
 
-    base = keras.applications.MobileNetV2(include_top=False, input_shape=(INPUT_SIDE, INPUT_SIDE, 3),
+    base = keras.applications.MobileNetV2(include_top=False, input_shape=(side, side, 3),
                                           weights=weights)
     c8, c16 = base.get_layer("block_5_add").output, base.get_layer("block_12_add").output
 
@@ -378,6 +383,8 @@ def command_train(args) -> int:
     from coinspotter.synthetic import patch_outside_boxes
 
     work = args.work
+    if args.input_side % 32 or args.input_side < 64:
+        raise SystemExit(f"--input-side must be a multiple of 32 from 64 up, not {args.input_side}")
     setup_logging(work)
     log.info("train: %s", vars(args))
     arguments = work / "arguments.json"  # the first train command of the run; the card quotes it
@@ -401,11 +408,12 @@ def command_train(args) -> int:
                 if patch is not None:
                     backgrounds.append(patch)
         log.info("%d coin faces, %d background patches", len(faces), len(backgrounds))
-    synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed)
-    close_ups = load_close_ups(work, args.coin_images, args.real_photos, args.close_up_pool, rng) \
+    side = args.input_side
+    synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed, side)
+    close_ups = load_close_ups(work, args.coin_images, args.real_photos, args.close_up_pool, rng, side) \
         if args.close_ups else []
     samples = Samples(synthetic, work / "synthetic", real, args.real_repeat, args.batch, args.seed,
-                      close_ups, args.close_ups)
+                      close_ups, args.close_ups, side)
     log.info("%d samples an epoch (%d synthetic, %d real x %d, %d close-ups from %d), %d steps of %d",
              len(samples.items), len(synthetic), len(real), args.real_repeat, args.close_ups if close_ups else 0,
              len(close_ups), len(samples), args.batch)
@@ -420,8 +428,13 @@ def command_train(args) -> int:
         if args.init:  # a trained finder's weights, a fresh optimiser and schedule (a second stage)
             model = keras.saving.load_model(args.init, compile=False)
             log.info("weights from %s", args.init)
+            if input_side(model) != side:  # the network is convolutional: the same weights serve any input side
+                log.info("input side %d (the init model's was %d)", side, input_side(model))
+                resized = build_model(None, side)
+                resized.set_weights(model.get_weights())
+                model = resized
         else:
-            model = build_model(None if str(args.weights) == "none" else str(args.weights))
+            model = build_model(None if str(args.weights) == "none" else str(args.weights), side)
         for layer in model.layers:  # the stem and first blocks stay as ImageNet made them (speed, small data)
             if layer.name.startswith(("Conv1", "bn_Conv1", "expanded_conv", "block_1_", "block_2_")):
                 layer.trainable = False
@@ -460,6 +473,11 @@ def command_train(args) -> int:
     return 0
 
 
+def input_side(model) -> int:
+    """The side of the square a finder network takes (384 for the first stages)."""
+    return int(model.input_shape[1])
+
+
 def recalibrate_batch_norm(model, samples: "Samples", batches: int) -> None:
     """Re-estimate the moving mean and variance of every trainable BatchNormalization layer as the plain average
     over ``batches`` training batches (weights untouched). The moving averages of a short run lag the weights
@@ -480,12 +498,13 @@ def recalibrate_batch_norm(model, samples: "Samples", batches: int) -> None:
     log.info("batch norm re-estimated over %d batches of %d (%d layers)", batches, samples.batch, len(norms))
 
 
-def samples_of(work: Path, scenes: Path, batch: int, real_repeat: int, seed: int) -> "Samples":
+def samples_of(work: Path, scenes: Path, batch: int, real_repeat: int, seed: int, side: int) -> "Samples":
     """The training samples of a run, from its folder (synthetic labels, split.json) and coin-scenes/train."""
     photos = read_scene_boxes(scenes)
     train_files = json.loads((work / "split.json").read_text())["train"]
     synthetic = [json.loads(line) for line in (work / "synthetic" / "labels.jsonl").read_text().splitlines()]
-    return Samples(synthetic, work / "synthetic", load_real(scenes, train_files, photos), real_repeat, batch, seed)
+    return Samples(synthetic, work / "synthetic", load_real(scenes, train_files, photos), real_repeat, batch, seed,
+                   side=side)
 
 
 def command_calibrate(args) -> int:
@@ -494,7 +513,7 @@ def command_calibrate(args) -> int:
 
     setup_logging(args.work)
     model = keras.saving.load_model(args.work / "checkpoint.keras", custom_objects={"finder_loss": finder_loss})
-    samples = samples_of(args.work, args.scenes, args.batch, 4, args.seed)
+    samples = samples_of(args.work, args.scenes, args.batch, 4, args.seed, input_side(model))
     recalibrate_batch_norm(model, samples, args.batches)
     model.save(args.work / "final.keras")
     log.info("saved %s", args.work / "final.keras")
@@ -515,13 +534,14 @@ def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
     from coinspotter.finder import letterbox, merge_flipped, model_input_pair
 
     model = keras.saving.load_model(model_path, compile=False)
+    side = input_side(model)
 
     def outputs_of(image):
         kept = {}
 
         def outputs_at(fill: float, flip: bool = False):
             if fill not in kept:
-                canvas, scale = letterbox(image, fill=fill)
+                canvas, scale = letterbox(image, side=side, fill=fill)
                 plain, mirrored = np.asarray(model(model_input_pair(canvas), training=False))
                 kept[fill] = plain, merge_flipped(plain, mirrored), scale
             plain, merged, scale = kept[fill]
@@ -615,12 +635,15 @@ def command_export(args) -> int:
     state = json.loads((args.work / "state.json").read_text())
     arguments = args.work / "arguments.json"
     train_args = json.loads(arguments.read_text()) if arguments.exists() else {}
+    side = input_side(model)
     card = {
         "name": "coin_finder",
         "what": "learned coin finder: CenterNet-style centre/size heat map, stride 8, on MobileNetV2 (alpha 1) "
-                "cut at block_12_add, input 384x384 (photo letterboxed top left, grey 128)",
-        "input": "float32 (1, 384, 384, 3), RGB / 127.5 - 1",
-        "output": "(1, 48, 48, 5): centre probability, log width and log height in cells of 8 px, x and y offset",
+                f"cut at block_12_add, input {side}x{side} (photo letterboxed top left, grey 128)",
+        "input_side": side,
+        "input": f"float32 (1, {side}, {side}, 3), RGB / 127.5 - 1",
+        "output": f"(1, {side // STRIDE}, {side // STRIDE}, 5): centre probability, log width and log height in "
+                  f"cells of {STRIDE} px, x and y offset",
         "score_threshold": tuning.get("score_threshold"),
         "same_coin_overlap": tuning.get("same_coin_overlap"),
         "flip_test": bool(tuning.get("flip_test", False)),
@@ -655,6 +678,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="close-up single coins an epoch (drawn afresh from the pool each epoch; 0: none)")
     train.add_argument("--close-up-pool", type=int, default=1200,
                        help="catalogue pictures in the close-up pool (besides the real single-coin photos)")
+    train.add_argument("--input-side", type=int, default=INPUT_SIDE,
+                       help="side of the square input in pixels, a multiple of 32 (with --init: the weights are "
+                            "carried over to this side)")
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument("--steps", type=int, default=0, help="steps an epoch (0: all samples); for timing runs")
     train.add_argument("--batch", type=int, default=16)
