@@ -109,7 +109,8 @@ class RandomBackground(_SeededLayer):
         gradient = (tf.cos(direction) * xs + tf.sin(direction) * ys) * self.uniform((batch, 1, 1, 1), 0.0, 120.0)
         stripes = tf.sin((xs * tf.cos(direction) - ys * tf.sin(direction)) * self.uniform((batch, 1, 1, 1), 10.0, 80.0))
         stripes = stripes * self.uniform((batch, 1, 1, 1), 0.0, 25.0)
-        noise = keras.random.normal((batch, height, width, 1), seed=self.seed_generator) * self.uniform((batch, 1, 1, 1), 0.0, 20.0)
+        noise = keras.random.normal((batch, height, width, 1), seed=self.seed_generator) \
+            * self.uniform((batch, 1, 1, 1), 0.0, 20.0)
         surface = tf.clip_by_value(base + gradient + stripes + noise, 0, 255)
 
         apply = tf.cast(self.uniform((batch, 1, 1, 1), 0.0, 1.0) < self.rate, images.dtype)

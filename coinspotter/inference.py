@@ -177,7 +177,8 @@ class TFLiteClassifier(Classifier):
         if cam is None and card.serving.get("cam") and self.path == card.serving_path:
             cam = self.path.parent / card.serving["cam"]  # the card's own file: its kernel beside it
         channels = int(details[self._features_output]["shape"][-1]) if self._features_output is not None else None
-        self.cam_kernel, self.cam_layer = self._read_cam(Path(cam), channels, outputs) if cam is not None else (None, None)
+        self.cam_kernel, self.cam_layer = \
+            self._read_cam(Path(cam), channels, outputs) if cam is not None else (None, None)
         self._keras = None
         self._keras_lock = threading.Lock()
 
@@ -191,8 +192,8 @@ class TFLiteClassifier(Classifier):
             kernel = np.asarray(data["kernel"], dtype=np.float32)
             layer = str(data["layer"]) if "layer" in data else "the last convolutional layer"
         if kernel.shape != (channels, classes):
-            raise ModelCardError(f"{self.card.name}: {name} holds a kernel of shape {kernel.shape}, the file's feature map "
-                                 f"has {channels} channels and {classes} classes")
+            raise ModelCardError(f"{self.card.name}: {name} holds a kernel of shape {kernel.shape}, the file's "
+                                 f"feature map has {channels} channels and {classes} classes")
         return kernel, layer
 
     def _new_interpreter(self):

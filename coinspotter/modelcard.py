@@ -69,7 +69,8 @@ class ModelCard:
             raise ModelCardError(f"model card {self.name!r} repeats a class id")
         if self.preprocessing != PREPROCESSING_NAME:
             raise ModelCardError(f"model card {self.name!r} wants unknown preprocessing {self.preprocessing!r}")
-        if isinstance(self.tta_rotations, bool) or not isinstance(self.tta_rotations, int) or not 1 <= self.tta_rotations <= 16:
+        turns = self.tta_rotations
+        if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= 16:
             raise ModelCardError(f"model card {self.name!r}: tta_rotations must be a whole number from 1 to 16")
         if isinstance(self.tta_temperature, bool) or not isinstance(self.tta_temperature, (int, float)) \
                 or not 0.05 <= self.tta_temperature <= 20:

@@ -361,10 +361,12 @@ class CoinSpotter:
             prediction = result["prediction"]
             uncertain = bool(result.get("uncertain"))
             group = doubtful if uncertain else totals
-            entry = group.setdefault(prediction["currency"], {"currency": prediction["currency"], "amount": Decimal(0), "coins": 0})
+            entry = group.setdefault(prediction["currency"],
+                                     {"currency": prediction["currency"], "amount": Decimal(0), "coins": 0})
             entry["amount"] += Decimal(prediction["face_value"])
             entry["coins"] += 1
-            (not_sure if uncertain else in_total).append({"filename": result.get("filename"), "coin": result.get("coin")})
+            listed = {"filename": result.get("filename"), "coin": result.get("coin")}
+            (not_sure if uncertain else in_total).append(listed)
         return {
             "coins": len(in_total),
             "files_failed": sum(1 for result in results if not result.get("ok")),

@@ -339,7 +339,8 @@ def patch_outside_boxes(rng: np.random.Generator, photo: np.ndarray, boxes: list
     free = np.ones((height, width), bool)
     for x0, y0, x1, y1 in boxes:
         grow_x, grow_y = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
-        free[max(0, int(y0 - grow_y)):int(np.ceil(y1 + grow_y)), max(0, int(x0 - grow_x)):int(np.ceil(x1 + grow_x))] = False
+        rows = slice(max(0, int(y0 - grow_y)), int(np.ceil(y1 + grow_y)))
+        free[rows, max(0, int(x0 - grow_x)):int(np.ceil(x1 + grow_x))] = False
     integral = cv2.integral(free.astype(np.uint8))
     for _try in range(60):
         side_w = int(rng.integers(min_side, max(min_side + 1, width)))
@@ -417,7 +418,8 @@ def _hard_negative(rng: np.random.Generator, canvas: np.ndarray, radius: float) 
     return kind
 
 
-def _slanted(cutout: CoinCutout, radius: float, squash: float, angle: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _slanted(cutout: CoinCutout, radius: float, squash: float,
+             angle: float) -> tuple[np.ndarray, np.ndarray, float, float]:
     """The cut-out as an ellipse: ``radius`` across, ``radius * squash`` along ``angle`` (degrees).
 
     Returns rgb, alpha (a square patch centred on the coin) and the half-width and half-height of the

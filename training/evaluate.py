@@ -63,7 +63,8 @@ def parse_args(argv=None):
     parser.add_argument("cards", nargs="+", help="model cards to evaluate (web-app/models/<name>.json)")
     parser.add_argument("--data", required=True, help="coin-images folder (train/validation/test)")
     parser.add_argument("--real-photos", help="real-photos-dev folder (labels.csv + images/)")
-    parser.add_argument("--real-holdout", help="real-photos-train folder: its --holdout-sources are measured, per currency")
+    parser.add_argument("--real-holdout",
+                        help="real-photos-train folder: its --holdout-sources are measured, per currency")
     parser.add_argument("--holdout-sources", nargs="+", default=[],
                         help="source short names (file name prefixes) held out of training, for --real-holdout")
     parser.add_argument("--audit", help="audit.json from training/audit.py: its leak-free lists (default: byte rule)")
@@ -168,7 +169,8 @@ def load_real_photos(root: Path, name: str = REAL_PHOTOS, sources: list[str] | N
         if set(sources) - known:
             raise SystemExit(f"{root} has no source named {sorted(set(sources) - known)}; it has {sorted(known)}")
         rows = [row for row in rows if Path(row["file"]).name.split("__", 1)[0] in sources]
-    pictures, coins_found, prepare_ms = load_pictures([root / row["file"] for row in rows], True, name.replace("_", " "))
+    pictures, coins_found, prepare_ms = load_pictures([root / row["file"] for row in rows], True,
+                                                      name.replace("_", " "))
     return EvalSet(
         name=name, keys=[row["file"] for row in rows], class_ids=[int(row["class_id"]) for row in rows],
         pictures=pictures, coins_found=coins_found, prepare_ms=prepare_ms,

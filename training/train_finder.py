@@ -199,8 +199,8 @@ def encode_targets(boxes: np.ndarray, side: int = INPUT_SIDE) -> np.ndarray:
     """(grid, grid, 6), grid = side / STRIDE: Gaussian centre map, log width, log height, x offset, y offset,
     centre mask.
 
-    ``boxes``: (n, 4) in input pixels of a ``side`` square. Peak sigma: an eighth of the coin's diameter in cells (at least 0.6),
-    so touching coins keep separate peaks."""
+    ``boxes``: (n, 4) in input pixels of a ``side`` square. Peak sigma: an eighth of the coin's diameter in cells
+    (at least 0.6), so touching coins keep separate peaks."""
     grid = side // STRIDE
     target = np.zeros((grid, grid, 6), np.float32)
     yy, xx = np.mgrid[0:grid, 0:grid].astype(np.float32)
