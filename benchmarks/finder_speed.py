@@ -5,7 +5,7 @@
 
 Each photo is scaled to 1024 px on its longer side (from --photos, or synthetic photo-like scenes drawn at
 1024 x 768 when none are given) and decoded once; what is timed is the finder's whole call on the decoded
-photo (for the learned finder: the resize to 384 px, the network, the decoding), as the service makes it.
+photo (for the learned finder: the resize to its input side, the network, the decoding), as the service makes it.
 Wall clock and this process's CPU time, medians over every photo and repeat; the load average before and after
 is recorded, because on a shared machine the wall clock also counts waiting for a core.
 """

@@ -16,8 +16,10 @@ How a photo is searched:
 4. one coin, one box (``one_box_per_coin``): of two boxes that cover most of the smaller one (an inner ring,
    a coin found twice) only the more probable stays; touching and overlapping coins cover each other far
    less, so both stay;
-5. a coin at least half the photo across (a close-up), or no coin at all, asks for a second look with the
-   photo at half size, and such large coins are taken from it (``search``).
+5. a second look with the photo at half size, and coins at least half the photo across (close-ups) are taken
+   from it (``search``); the card's ``second_look`` says when it runs: ``"large"`` when the first look found
+   such a coin or none, ``"always"`` for every photo (a close-up's coin can be boxed small, on its middle, at the
+   first look, and then nothing asked for the second).
 
 The page, the API and the command line use it; ``COINSPOTTER_FINDER=hough`` chooses the Hough localiser instead.
 Nothing heavy is imported at module import: LiteRT or TensorFlow is loaded on the first call (or ``load``).
@@ -154,18 +156,24 @@ def one_box_per_coin(detections: list[Detection], same_coin: float = SAME_COIN_O
     return kept
 
 
-def search(outputs_at, threshold: float, same_coin: float) -> list[Detection]:
+SECOND_LOOKS = ("large", "always")
+
+
+def search(outputs_at, threshold: float, same_coin: float, second_look: str = "large") -> list[Detection]:
     """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
     at ``fill`` of the input side. Shared by serving (``CoinFinder.detect``) and tuning (which caches outputs).
 
     A coin at least half the photo across is taken from a second look with the photo at half size
     (``CLOSE_UP_FILL``), where it has a size the network knows well: at full size such a close-up is found
-    but boxed too small, on its middle (measured on catalogue close-ups of the validation split). The second
-    look runs only when the first finds nothing or such a large coin."""
+    but boxed too small, on its middle (measured on catalogue close-ups of the validation split). With
+    ``second_look="large"`` it runs only when the first finds nothing or such a large coin; with ``"always"``
+    for every photo (twice the network's time)."""
     output, scale = outputs_at(1.0)
     large_radius = LARGE_SHARE * output.shape[0] * STRIDE / scale  # in photo pixels: a quarter of its longer side
     found = one_box_per_coin(decode(output, threshold, scale), same_coin)
-    if CLOSE_UP_FILL and (not found or any(item.radius >= large_radius for item in found)):
+    if second_look not in SECOND_LOOKS:
+        raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
+    if second_look == "always" or not found or any(item.radius >= large_radius for item in found):
         output, scale = outputs_at(CLOSE_UP_FILL)
         close = [item for item in one_box_per_coin(decode(output, threshold, scale), same_coin)
                  if item.radius >= large_radius]
@@ -204,6 +212,11 @@ class CoinFinder:
     def input_side(self) -> int:
         """The side of the network's square input (the card's ``input_side``; 384 for finders before it)."""
         return int(self.card.get("input_side", INPUT_SIDE))
+
+    @property
+    def second_look(self) -> str:
+        """When the half-size second look runs (``search``): ``"large"`` (the default) or ``"always"``."""
+        return str(self.card.get("second_look", "large"))
 
     @property
     def flip_test(self) -> bool:
@@ -286,7 +299,7 @@ class CoinFinder:
             return None
         threshold = self.score_threshold if threshold is None else threshold
         found = search(lambda fill: raw if fill == 1.0 else self.outputs(image, fill=fill), threshold,
-                       self.same_coin_overlap)
+                       self.same_coin_overlap, self.second_look)
         return [clip_detection(item, image.width, image.height) for item in found]
 
     def locate(self, image: Image.Image) -> LocalizationResult:

@@ -18,7 +18,7 @@ from .config import Limits, megabytes
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"}  # MPO: multi-picture JPEGs from some phones
 ACCEPTED_DESCRIPTION = "JPEG, PNG, WebP, GIF or BMP"
-# Longer side of every decoded picture. The localiser searches at 384 px and the classifier sees crops of
+# Longer side of every decoded picture. The coin finder searches at 512 px and the classifier sees crops of
 # 224-300 px, so 4096 px keeps a coin spanning 1/15 of a 48 MP photo's width above the classifier's size,
 # and holds a decoded picture to ~50 MB instead of ~180 MB for 60 MP. Catalogue and test photos are smaller.
 WORKING_SIDE = 4096

@@ -159,6 +159,21 @@ def test_the_second_look_is_for_a_coin_half_the_photo_across_whatever_the_input_
     assert searched(0.6) == ([1.0, 0.5], [600])  # more than half: taken from the second look
 
 
+def test_second_look_always_finds_the_close_up_boxed_small_at_the_first_look():
+    """At the first look a close-up's coin is boxed on its middle (too small to ask for a second look); the
+    second look sees it whole. "large" keeps the small box, "always" takes the whole coin in its place."""
+    def outputs_at(fill):
+        if fill == 1.0:  # a 384-px photo: the first look boxes 120 px in the middle of a 340-px coin
+            return output_with([(192, 192, 0.9, 120, 120)]), 1.0
+        return output_with([(96, 96, 0.9, 170, 170)]), 0.5  # the whole coin, at half size
+
+    (small,) = finder_module.search(outputs_at, 0.5, 0.7, "large")
+    (whole,) = finder_module.search(outputs_at, 0.5, 0.7, "always")
+    assert round(small.x1 - small.x0) == 120 and round(whole.x1 - whole.x0) == 340
+    with pytest.raises(ValueError, match="second_look"):
+        finder_module.search(outputs_at, 0.5, 0.7, "sometimes")
+
+
 def test_one_box_per_coin_drops_an_inner_ring_but_keeps_touching_coins():
     coin = Detection(100, 100, 200, 200, 0.9)
     inner = Detection(125, 125, 175, 175, 0.6)  # the core of a bimetallic coin

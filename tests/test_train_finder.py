@@ -88,6 +88,8 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     assert train_finder.main(["export", "--work", str(work), "--out", str(out)]) == 0
     card = json.loads((out / "coin_finder.json").read_text())
     assert card["score_threshold"] == tuning["score_threshold"]
+    assert card["second_look"] == tuning["second_look"] in ("large", "always")
+    assert all(v["network_runs_per_photo"] >= 1 for v in tuning["at_choice"].values())
     assert card["trained"]["arguments"]["epochs"] == 1 and card["trained"]["arguments"]["weights"] == "none"
     finder = CoinFinder(out, backend="keras")
     assert finder.load(), finder.error
