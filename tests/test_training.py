@@ -186,6 +186,8 @@ def test_calibration_rescales_confidence_but_keeps_every_ranking(trained, tiny_d
     expected = np.exp(scaled - scaled.max(1, keepdims=True))
     np.testing.assert_allclose(after, expected / expected.sum(1, keepdims=True), atol=1e-3)
     assert card.training["calibration"]["nll_after"] <= card.training["calibration"]["nll_before"]
+    # the server's search cuts the pictures (conftest serves Hough to these painted discs), and the card says so
+    assert card.training["calibration"]["fitted_on"].endswith("cut by the Hough localiser")
     with pytest.raises(SystemExit, match="calibrated already"):
         calibrate.main([str(folder / "student.json"), "--data", str(tiny_data)])
 
@@ -216,6 +218,7 @@ def test_tta_calibration_fits_the_served_average_and_leaves_the_model_file_alone
     fit = card.training["tta"]["calibration"]
     assert card.tta_temperature == fit["temperature"] != 1.0
     assert fit["nll_after"] <= fit["nll_before"]
+    assert fit["fitted_on"].endswith("cut by the Hough localiser, 4 turns each")
     assert (folder / "student.h5").read_bytes() == model_bytes
     after = ModelRegistry(folder).get("student").predict_images(pictures)
     np.testing.assert_array_equal(before.argmax(1), after.argmax(1))

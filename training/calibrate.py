@@ -8,6 +8,8 @@ fitted on the leak-free validation pictures (prepared the server's way) by minim
 log-likelihood, divides the logits: the ranking of classes — and so every accuracy — is unchanged.
 T is baked into the saved file (the "logits" layer's kernel and bias divided by T), so serving needs
 nothing new; the card records T and the calibration error before and after. Never fitted on real photos.
+The pictures are cut by the server's coin search (``--finder`` chooses another), so that the confidence is
+honest on the crops the page will show.
 """
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tta", type=int, nargs="?", const=0, default=None, metavar="TURNS",
                         help="fit the card's tta_temperature, the average over its tta_rotations turns as served "
                              "(with TURNS: serve that many turns from now on, and fit for them)")
+    parser.add_argument("--finder", choices=("hough", "learned"), default=None,
+                        help="the coin search that cuts the pictures (default: the server's, as evaluate.py)")
+    parser.add_argument("--finder-dir", type=Path, default=None, help="the learned finder's folder")
     args = parser.parse_args(argv)
 
     import keras
@@ -64,14 +69,17 @@ def main(argv=None) -> int:
     if args.tta is not None and card.tta_rotations == 1:
         raise SystemExit(f"{card.name} is served without test-time augmentation (tta_rotations 1): nothing to fit")
     audit = dataset.read_audit(args.audit) if args.audit else None
-    validation = evaluate.load_catalogue_split(Path(args.data), "validation", audit, localise=True)
+    with evaluate.coin_search(args.finder, args.finder_dir) as cut_by:
+        validation = evaluate.load_catalogue_split(Path(args.data), "validation", audit, localise=True)
+    fitted_on = f"{len([k for k in validation.leak_free if k])} leak-free validation pictures, cut by " \
+        f"{evaluate.COIN_SEARCH_NAMES[cut_by]}"
     keep = validation.leak_free
     index_of = {class_id: i for i, class_id in enumerate(card.class_ids)}
     labels = np.array([index_of[c] for c in validation.class_ids])[keep]
     pictures = [p for p, k in zip(validation.pictures, keep) if k]
 
     if args.tta is not None:
-        return calibrate_tta(card, pictures, labels, command)
+        return calibrate_tta(card, pictures, labels, command, fitted_on)
     classifier = KerasClassifier(card)
     probabilities = evaluate.predict(classifier, pictures, 32, "validation")
     temperature = fit_temperature(probabilities, labels)
@@ -87,7 +95,7 @@ def main(argv=None) -> int:
 
     card.training["calibration"] = {
         "temperature": round(temperature, 4),
-        "fitted_on": f"{len(labels)} leak-free validation pictures",
+        "fitted_on": fitted_on,
         "nll_before": round(negative_log_likelihood(probabilities, labels, 1.0), 4),
         "nll_after": round(negative_log_likelihood(probabilities, labels, temperature), 4),
         "ece_before": expected_calibration_error(probabilities, labels)["ece"],
@@ -100,7 +108,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def calibrate_tta(card, pictures, labels, command: str) -> int:
+def calibrate_tta(card, pictures, labels, command: str, fitted_on: str) -> int:
     """Fit the temperature of the average over turns (the card's ``tta_temperature``); the model file stays as it is.
 
     The model's own temperature was fitted on one view per picture; the average over turns is softer, so a
@@ -118,7 +126,7 @@ def calibrate_tta(card, pictures, labels, command: str) -> int:
     card.tta_temperature = round(temperature, 4)
     card.training.setdefault("tta", {})["calibration"] = {
         "temperature": card.tta_temperature,
-        "fitted_on": f"{len(labels)} leak-free validation pictures, {card.tta_rotations} turns each",
+        "fitted_on": f"{fitted_on}, {card.tta_rotations} turns each",
         "nll_before": round(negative_log_likelihood(probabilities, labels, 1.0), 4),
         "nll_after": round(negative_log_likelihood(probabilities, labels, temperature), 4),
         "ece_before": expected_calibration_error(probabilities, labels)["ece"],

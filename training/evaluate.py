@@ -29,6 +29,7 @@ Training scripts call ``evaluate_card(card_path, data_root, real_photos_root, au
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -640,25 +641,34 @@ def plot_reliability(report: dict, path: Path) -> None:
 # ----------------------------------------------------------------------------------------- main
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+@contextlib.contextmanager
+def coin_search(finder: str | None = None, finder_dir: Path | None = None):
+    """Pictures are cut by ``finder`` ("hough" or "learned", from ``finder_dir`` or the bundled folder) inside the
+    block; None: the server's search (learned unless COINSPOTTER_FINDER=hough). The library's default (Hough, which
+    the training scripts' crops are cut with) is restored after it."""
     global localiser, learned_finder
-    library_defaults = localiser, learned_finder  # restored at the end: evaluate_card's callers keep theirs
-    localiser = args.finder or ("hough" if os.environ.get("COINSPOTTER_FINDER", "").strip().lower() == "hough"
-                                else "learned")
-    command = "python training/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    library_defaults = localiser, learned_finder
+    localiser = finder or ("hough" if os.environ.get("COINSPOTTER_FINDER", "").strip().lower() == "hough"
+                           else "learned")
     try:
         if localiser == "learned":
             from coinspotter.finder import DEFAULT_DIR, CoinFinder
 
-            learned_finder = CoinFinder(args.finder_dir or DEFAULT_DIR)
+            learned_finder = CoinFinder(finder_dir or DEFAULT_DIR)
             if not learned_finder.load():
                 raise SystemExit(f"--finder learned: no coin finder in {learned_finder.folder} "
                                  f"({learned_finder.error})")
-        return evaluate_cards(args, command)
+        yield localiser
     finally:
         localiser, learned_finder = library_defaults
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    command = "python training/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    with coin_search(args.finder, args.finder_dir):
+        return evaluate_cards(args, command)
 
 
 def evaluate_cards(args, command: str) -> int:
