@@ -196,6 +196,7 @@ class CoinFinder:
         self.card: dict = {}
         self._run = None
         self.backend: str | None = None
+        self._side: int | None = None  # the loaded network's input side
         self.error: str | None = None
         self._lock = threading.Lock()
         self._loaded = False
@@ -210,8 +211,9 @@ class CoinFinder:
 
     @property
     def input_side(self) -> int:
-        """The side of the network's square input (the card's ``input_side``; 384 for finders before it)."""
-        return int(self.card.get("input_side", INPUT_SIDE))
+        """The side of the network's square input: the loaded file's own (the card's ``input_side`` says the same;
+        384 for finders before it)."""
+        return self._side or int(self.card.get("input_side", INPUT_SIDE))
 
     @property
     def second_look(self) -> str:
@@ -235,7 +237,9 @@ class CoinFinder:
             try:
                 card_path = self.folder / f"{NAME}.json"
                 self.card = json.loads(card_path.read_text()) if card_path.exists() else {}
-                self._run, self.backend = self._load_model()
+                if self.second_look not in SECOND_LOOKS:
+                    raise ValueError(f"the card's second_look is one of {SECOND_LOOKS}, not {self.second_look!r}")
+                self._run, self.backend, self._side = self._load_model()
             except Exception as error:  # a missing or broken file: the app keeps working with Hough
                 self.error = f"{type(error).__name__}: {error}"
                 self._run = None
@@ -265,7 +269,7 @@ class CoinFinder:
                         interpreter.invoke()
                         return interpreter.get_tensor(output_index)[0].copy()
 
-                return run_tflite, "tflite"
+                return run_tflite, "tflite", int(interpreter.get_input_details()[0]["shape"][1])
         if wanted in ("auto", "keras"):
             if not h5.exists():
                 raise FileNotFoundError(f"no {h5.name} or usable {tflite.name} in {self.folder}")
@@ -279,7 +283,7 @@ class CoinFinder:
             def run_keras(batch: np.ndarray) -> np.ndarray:
                 return np.asarray(predict(batch))[0]
 
-            return run_keras, "keras"
+            return run_keras, "keras", int(model.input_shape[1])
         raise FileNotFoundError(f"no {tflite.name} in {self.folder} (backend {wanted!r})")
 
     def outputs(self, image: Image.Image, fill: float = 1.0) -> tuple[np.ndarray, float] | None:

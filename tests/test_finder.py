@@ -206,6 +206,25 @@ def test_a_broken_model_file_falls_back_too(tmp_path):
 
 
 @bundled
+def test_a_card_with_an_unknown_second_look_falls_back_too(tmp_path):
+    import json
+    import shutil
+
+    shutil.copy(DEFAULT_DIR / "coin_finder.tflite", tmp_path)
+    card = json.loads((DEFAULT_DIR / "coin_finder.json").read_text())
+    (tmp_path / "coin_finder.json").write_text(json.dumps({**card, "second_look": "sometimes"}))
+    odd = CoinFinder(tmp_path)
+    assert not odd.load() and "second_look" in odd.error
+    assert "hough" in odd.locate(Image.new("RGB", (320, 240), (128, 128, 128))).method
+
+
+@bundled
+def test_the_input_side_is_the_model_files_own(finder):
+    assert finder.input_side == finder.card.get("input_side", 384)
+    assert finder.outputs(Image.new("RGB", (100, 80)))[0].shape[0] * STRIDE == finder.input_side
+
+
+@bundled
 def test_the_service_finds_coins_with_the_learned_finder(monkeypatch, finder):
     monkeypatch.setattr(finder_module, "_default", finder)
     a, b = Circle(250, 240, 60), Circle(368, 240, 58)

@@ -35,7 +35,8 @@ def negative_log_likelihood(probabilities, labels, temperature) -> float:
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    result = minimize_scalar(lambda t: negative_log_likelihood(probabilities, labels, t), bounds=(0.05, 20), method="bounded")
+    result = minimize_scalar(lambda t: negative_log_likelihood(probabilities, labels, t), bounds=(0.05, 20),
+                             method="bounded")
     return float(result.x)
 
 
