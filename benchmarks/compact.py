@@ -314,7 +314,8 @@ def main(argv=None) -> int:
         files[variant].write_bytes(content)
         log.info("%s: %d bytes in %.1f s", variant, len(content), export_seconds[variant])
 
-    eval_sets = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
+    with evaluate.coin_search():  # the server's coin search cuts the pictures
+        eval_sets = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
     classifiers = {"h5": keras_classifier}
     classifiers.update({variant: TFLiteClassifier(card, path=files[variant]) for variant in args.variants})
 

@@ -131,7 +131,8 @@ def main(argv=None) -> int:
     card = read_card(args.card)
     classifier = ModelRegistry(card.path.parent).get(card.name)
     uncertain_below = classifier.card.uncertain_below or Settings.from_env().uncertain_below
-    eval_sets = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
+    with evaluate.coin_search():  # the server's coin search cuts the pictures
+        eval_sets = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
     result = {
         "model": card.name, "card": args.card,
         "served": f"{type(classifier).__name__} ({Path(getattr(classifier, 'path', None) or card.model_path).name})",

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     card = read_card(args.card)
     served = ModelRegistry(card.path.parent).get(card.name)
     classifier = getattr(served, "inner", served)  # the bare model, whatever the card serves now
-    eval_sets = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
+    with evaluate.coin_search():  # the server's coin search cuts the pictures
+        eval_sets = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
     result = {
         "model": card.name, "card": args.card, "cpu_count": __import__("os").cpu_count(),
         "measured_by": "python benchmarks/tta.py " + shlex.join(argv if argv is not None else sys.argv[1:]),

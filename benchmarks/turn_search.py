@@ -89,7 +89,8 @@ def main(argv=None) -> int:
         raise SystemExit("the models answer in different class orders; their turns cannot be averaged here")
     configure_tensorflow_threads()
     catalog = load_catalog()
-    validation, real = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
+    with evaluate.coin_search():  # the server's coin search cuts the pictures
+        validation, real = evaluate.load_eval_sets(args.data, args.real_photos, args.audit, ("validation",))
     angles = np.random.default_rng(args.seed).uniform(0, 360, len(validation.pictures))
     turned_validation = [turned(picture, angle) for picture, angle in zip(validation.pictures, angles)]
     # the turn that undoes a picture's angle: PIL turns counter-clockwise, turn k by 360·k/turns degrees
