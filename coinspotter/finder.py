@@ -168,11 +168,11 @@ def search(outputs_at, threshold: float, same_coin: float, second_look: str = "l
     but boxed too small, on its middle (measured on catalogue close-ups of the validation split). With
     ``second_look="large"`` it runs only when the first finds nothing or such a large coin; with ``"always"``
     for every photo (twice the network's time)."""
+    if second_look not in SECOND_LOOKS:
+        raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
     output, scale = outputs_at(1.0)
     large_radius = LARGE_SHARE * output.shape[0] * STRIDE / scale  # in photo pixels: a quarter of its longer side
     found = one_box_per_coin(decode(output, threshold, scale), same_coin)
-    if second_look not in SECOND_LOOKS:
-        raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
     if second_look == "always" or not found or any(item.radius >= large_radius for item in found):
         output, scale = outputs_at(CLOSE_UP_FILL)
         close = [item for item in one_box_per_coin(decode(output, threshold, scale), same_coin)

@@ -72,12 +72,11 @@ def main(argv=None) -> int:
     audit = dataset.read_audit(args.audit) if args.audit else None
     with evaluate.coin_search(args.finder, args.finder_dir) as cut_by:
         validation = evaluate.load_catalogue_split(Path(args.data), "validation", audit, localise=True)
-    fitted_on = f"{len([k for k in validation.leak_free if k])} leak-free validation pictures, cut by " \
-        f"{evaluate.COIN_SEARCH_NAMES[cut_by]}"
     keep = validation.leak_free
     index_of = {class_id: i for i, class_id in enumerate(card.class_ids)}
     labels = np.array([index_of[c] for c in validation.class_ids])[keep]
     pictures = [p for p, k in zip(validation.pictures, keep) if k]
+    fitted_on = f"{len(labels)} leak-free validation pictures, cut by {evaluate.COIN_SEARCH_NAMES[cut_by]}"
 
     if args.tta is not None:
         return calibrate_tta(card, pictures, labels, command, fitted_on)

@@ -611,15 +611,17 @@ def command_tune(args) -> int:
         return np.mean([2 * v["recall"] * v["precision"] / max(v["recall"] + v["precision"], 1e-9) + v["count_exact"]
                         for v in entry.values()])
 
-    def cost(entry):  # network runs per photo, over the tuning sets (recorded)
+    def cost(entry):  # network runs per photo, measured over the tuning sets (recorded, not used to choose)
         return np.mean([v["network_runs_per_photo"] for v in entry.values()])
-    # The flip test and the second look for every photo each double the network's time: of the settings within
-    # EARN_ITS_PLACE of the best merit, the cheapest wins (and among those the best), so a costlier one must earn
-    # its place.
+
+    def price(key):  # what a setting costs at most: the flip test and the second look for every photo each double it
+        _threshold, _overlap, flip, second_look = key
+        return (2 if flip else 1) * (2 if second_look == "always" else 1)
+    # Of the settings within EARN_ITS_PLACE of the best merit, the cheapest wins (and among those the best), so a
+    # costlier one must earn its place.
     best = max(grid, key=lambda key: merit(grid[key]))
     close_to_best = [key for key in grid if merit(grid[key]) >= merit(grid[best]) - EARN_ITS_PLACE]
-    best = min(close_to_best, key=lambda key: ((2 if key[2] else 1) * (2 if key[3] == "always" else 1),
-                                               -merit(grid[key])))
+    best = min(close_to_best, key=lambda key: (price(key), -merit(grid[key])))
     for key in grid:
         log.info("threshold %.2f overlap %.1f flip %s second look %s: merit %.3f, %.2f runs a photo; %s", *key,
                  merit(grid[key]), cost(grid[key]),
