@@ -449,13 +449,17 @@ def make_photo_scene(
     size: tuple[int, int] | None = None,
     radius_range: tuple[float, float] = (0.016, 0.17),
     hard_negatives: bool | None = None,
+    heap_share: float = 0.2,
 ) -> PhotoScene:
     """A photo-like scene with ``n_coins`` coins (0: none) and each coin's box; see the section comment.
 
     ``faces``: coin cut-outs (drawn procedurally when None, and one coin in five anyway); ``backgrounds``:
     real background patches (RGB arrays), used for half the scenes when given; ``radius_range``: coin radius
-    as a fraction of the longer side, drawn log-uniformly.
+    as a fraction of the longer side, drawn log-uniformly; ``heap_share``: the chance that the coins lie in
+    a heap (on each other, up to about half hidden), the rest lying apart or touching half and half.
     """
+    if not 0.0 <= heap_share <= 1.0:
+        raise ValueError(f"heap_share is a chance from 0 to 1, not {heap_share}")
     width, height = size or (int(rng.integers(420, 641)), int(rng.integers(320, 521)))
     if rng.random() < 0.5:
         width, height = height, width
@@ -482,8 +486,11 @@ def make_photo_scene(
         high = max(low + 0.2, high - np.log(n_coins / 6))
     scene_scale = float(np.exp(rng.uniform(low, high)))  # coins of one photo are of similar size
     placed: list[tuple[float, float, float]] = []
-    crowd = rng.random() < 0.5  # coins touching and overlapping, or lying apart
-    pile = crowd and rng.random() < 0.4  # a heap: coins lying on each other, up to about half hidden
+    # Coins touching and overlapping (a crowd), or lying apart; some crowds are heaps. The draws are the same
+    # as before heap_share was a setting, so the default renders the scenes earlier finder stages trained on.
+    crowd_share = max(0.5, heap_share)
+    crowd = rng.random() < crowd_share
+    pile = crowd and rng.random() < heap_share / crowd_share
     closest, gaps = (0.5, (0.5, 0.95)) if pile else (0.78, (0.8, 1.02))
     for _ in range(n_coins):
         radius = scene_scale * float(rng.uniform(0.7, 1.35)) * longer

@@ -118,3 +118,23 @@ def test_targets_put_one_peak_per_coin_with_its_size():
     assert target[..., 5].sum() == 2 and (target[..., 0] == 1.0).sum() == 2
     assert np.isclose(np.exp(target[4, 4, 1]) * 8, 32)  # centre (32, 32) -> cell (4, 4), width 32 px
     assert np.isclose(np.exp(target[10, 17, 2]) * 8, 80)
+
+
+def closest_pair_ratio(boxes) -> float:
+    """The smallest centre distance over the sum of the two coins' half sizes, over all pairs (9 when < 2)."""
+    centres = [((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) / 2) for x0, y0, x1, y1 in boxes]
+    return min((np.hypot(ax - bx, ay - by) / (ar + br) for i, (ax, ay, ar) in enumerate(centres)
+                for bx, by, br in centres[i + 1:]), default=9.0)
+
+
+def test_heaps_lay_coins_on_each_other_and_scenes_without_them_do_not():
+    from coinspotter.synthetic import make_photo_scene
+
+    def closest(heap_share):
+        return [closest_pair_ratio(make_photo_scene(np.random.default_rng([3, index]), 10, hard_negatives=False,
+                                                    heap_share=heap_share).boxes) for index in range(8)]
+
+    assert min(closest(0.0)) >= 0.75  # touching at most: a box half size is at most the coin's radius
+    assert sum(ratio < 0.75 for ratio in closest(1.0)) >= 4  # most heaps have a coin half on another
+    with pytest.raises(ValueError, match="heap_share"):
+        make_photo_scene(np.random.default_rng(0), 3, heap_share=1.5)

@@ -163,8 +163,11 @@ def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | Non
     return pictures
 
 
-def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side: int = INPUT_SIDE) -> list[dict]:
-    """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side ``side``) and labels.jsonl; resumable."""
+def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side: int = INPUT_SIDE,
+                     heap_share: float = 0.2) -> list[dict]:
+    """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side ``side``) and labels.jsonl; resumable.
+
+    ``heap_share``: the share of scenes whose coins lie in a heap (``make_photo_scene``)."""
     from tqdm import tqdm
 
     from coinspotter.synthetic import make_photo_scene
@@ -185,7 +188,7 @@ def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side
                 continue
             rng = np.random.default_rng([seed, index])
             n_coins = 0 if rng.random() < 0.1 else int(rng.integers(1, 16))
-            scene = make_photo_scene(rng, n_coins, faces=faces, backgrounds=backgrounds)
+            scene = make_photo_scene(rng, n_coins, faces=faces, backgrounds=backgrounds, heap_share=heap_share)
             scale = side / max(scene.image.size)
             size = (round(scene.image.width * scale), round(scene.image.height * scale))
             scene.image.resize(size, Image.BILINEAR).save(folder / name, quality=int(rng.integers(45, 96)))
@@ -386,6 +389,8 @@ def command_train(args) -> int:
     work = args.work
     if args.input_side % 32 or args.input_side < 64:
         raise SystemExit(f"--input-side must be a multiple of 32 from 64 up, not {args.input_side}")
+    if not 0.0 <= args.heaps <= 1.0:
+        raise SystemExit(f"--heaps is a share from 0 to 1, not {args.heaps}")
     setup_logging(work)
     log.info("train: %s", vars(args))
     arguments = work / "arguments.json"  # the first train command of the run; the card quotes it
@@ -410,7 +415,7 @@ def command_train(args) -> int:
                     backgrounds.append(patch)
         log.info("%d coin faces, %d background patches", len(faces), len(backgrounds))
     side = args.input_side
-    synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed, side)
+    synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed, side, args.heaps)
     close_ups = load_close_ups(work, args.coin_images, args.real_photos, args.close_up_pool, rng, side) \
         if args.close_ups else []
     samples = Samples(synthetic, work / "synthetic", real, args.real_repeat, args.batch, args.seed,
@@ -695,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="mobilenet_v2_imagenet_notop.weights.h5 ('none': random, for tests)")
     train.add_argument("--work", type=Path, required=True, help="folder for scenes, checkpoint and log")
     train.add_argument("--synthetic", type=int, default=2400, help="synthetic scenes to render and train on")
+    train.add_argument("--heaps", type=float, default=0.2,
+                       help="share of the synthetic scenes whose coins lie in a heap, on each other")
     train.add_argument("--catalogue-faces", type=int, default=600, help="catalogue pictures to cut faces from")
     train.add_argument("--real-repeat", type=int, default=5, help="times each training photo appears an epoch")
     train.add_argument("--close-ups", type=int, default=0,
