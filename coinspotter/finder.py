@@ -11,8 +11,11 @@ How a photo is searched:
 2. the network gives, on a grid of stride 8 (48 x 48 cells at 384), the probability that a coin's centre lies in
    each cell, the coin's width and height (log, in cells) and the centre's offset within the cell (averaged
    with the answer for the mirror image when the card asks for the flip test);
-3. a cell is a coin when it is the highest of its 3 x 3 neighbourhood and its probability is at least the
-   card's ``score_threshold``; its box is the predicted width and height round the predicted centre;
+3. a cell is a coin when its probability is at least the card's ``score_threshold`` and, with the card's
+   ``peak_window`` 3 (the default), it is the highest of its 3 x 3 neighbourhood; with ``peak_window`` 1 every
+   such cell is a candidate and step 4 merges the candidates of one coin (two small coins lying on each other
+   can have their centres in next cells, where a 3 x 3 maximum keeps only one); its box is the predicted width
+   and height round the predicted centre;
 4. one coin, one box (``one_box_per_coin``): of two boxes that cover most of the smaller one (an inner ring,
    a coin found twice) only the more probable stays; touching and overlapping coins cover each other far
    less, so both stay;
@@ -51,6 +54,8 @@ NAME = "coin_finder"
 SCORE_THRESHOLD = 0.35
 SAME_COIN_OVERLAP = 0.7  # intersection over the smaller box's area above which two boxes are one coin
 MAX_COINS = 100
+PEAK_WINDOWS = (3, 1)  # cells a side of the neighbourhood a centre must top (1: every cell is a candidate)
+MAX_CANDIDATES = 1000  # cells kept before merging with peak window 1 (most probable first)
 # The second look for a close-up (see search): the photo at this fraction of the input side, and only coins at
 # least half the photo across (a radius of LARGE_SHARE of the photo's longer side) are taken from it; such a
 # coin at the first look asks for the second.
@@ -118,18 +123,25 @@ def merge_flipped(output: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     return (output + back) / 2
 
 
-def decode(output: np.ndarray, threshold: float, scale: float = 1.0, max_coins: int = MAX_COINS) -> list[Detection]:
-    """Peaks of the centre map at or above ``threshold`` as boxes in photo pixels (input pixels / ``scale``).
+def decode(output: np.ndarray, threshold: float, scale: float = 1.0, max_coins: int = MAX_COINS,
+           peak_window: int = 3) -> list[Detection]:
+    """Cells of the centre map at or above ``threshold`` as boxes in photo pixels (input pixels / ``scale``): with
+    ``peak_window`` 3 only the highest of each 3 x 3 neighbourhood (at most ``max_coins``), with 1 every such cell
+    (at most ``MAX_CANDIDATES``; ``one_box_per_coin`` merges each coin's).
 
     ``output``: (GRID, GRID, 5): centre probability, log width and log height in cells, x and y offset.
     """
+    if peak_window not in PEAK_WINDOWS:
+        raise ValueError(f"peak_window is one of {PEAK_WINDOWS}, not {peak_window!r}")
     heat = output[..., 0]
-    padded = np.pad(heat, 1, constant_values=-1.0)
-    neighbourhood = np.max(np.stack([padded[dy:dy + heat.shape[0], dx:dx + heat.shape[1]]
-                                     for dy in range(3) for dx in range(3)]), axis=0)
-    peaks = (heat >= neighbourhood) & (heat >= threshold)
+    peaks = heat >= threshold
+    if peak_window == 3:
+        padded = np.pad(heat, 1, constant_values=-1.0)
+        neighbourhood = np.max(np.stack([padded[dy:dy + heat.shape[0], dx:dx + heat.shape[1]]
+                                         for dy in range(3) for dx in range(3)]), axis=0)
+        peaks &= heat >= neighbourhood
     ys, xs = np.nonzero(peaks)
-    order = np.argsort(-heat[ys, xs])[:max_coins]
+    order = np.argsort(-heat[ys, xs])[:max_coins if peak_window == 3 else MAX_CANDIDATES]
     detections = []
     for y, x in zip(ys[order], xs[order]):
         log_w, log_h, off_x, off_y = output[y, x, 1:5]
@@ -159,7 +171,8 @@ def one_box_per_coin(detections: list[Detection], same_coin: float = SAME_COIN_O
 SECOND_LOOKS = ("large", "always")
 
 
-def search(outputs_at, threshold: float, same_coin: float, second_look: str = "large") -> list[Detection]:
+def search(outputs_at, threshold: float, same_coin: float, second_look: str = "large",
+           peak_window: int = 3) -> list[Detection]:
     """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
     at ``fill`` of the input side. Shared by serving (``CoinFinder.detect``) and tuning (which caches outputs).
 
@@ -167,16 +180,18 @@ def search(outputs_at, threshold: float, same_coin: float, second_look: str = "l
     (``CLOSE_UP_FILL``), where it has a size the network knows well: at full size such a close-up is found
     but boxed too small, on its middle (measured on catalogue close-ups of the validation split). With
     ``second_look="large"`` it runs only when the first finds nothing or such a large coin; with ``"always"``
-    for every photo (twice the network's time)."""
+    for every photo (twice the network's time). ``peak_window``: see ``decode``."""
     if second_look not in SECOND_LOOKS:
         raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
+    if peak_window not in PEAK_WINDOWS:
+        raise ValueError(f"peak_window is one of {PEAK_WINDOWS}, not {peak_window!r}")
     output, scale = outputs_at(1.0)
     large_radius = LARGE_SHARE * output.shape[0] * STRIDE / scale  # in photo pixels: a quarter of its longer side
-    found = one_box_per_coin(decode(output, threshold, scale), same_coin)
+    found = one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window), same_coin)
     if second_look == "always" or not found or any(item.radius >= large_radius for item in found):
         output, scale = outputs_at(CLOSE_UP_FILL)
-        close = [item for item in one_box_per_coin(decode(output, threshold, scale), same_coin)
-                 if item.radius >= large_radius]
+        close = [item for item in one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window),
+                                                   same_coin) if item.radius >= large_radius]
         found = [item for item in found if all(overlap_of_smaller(item, other) < same_coin for other in close)]
         found += close
     return found
@@ -221,6 +236,11 @@ class CoinFinder:
         return str(self.card.get("second_look", "large"))
 
     @property
+    def peak_window(self):
+        """Cells a side of the neighbourhood a coin's centre must top (``decode``): 3 (the default) or 1."""
+        return self.card.get("peak_window", 3)
+
+    @property
     def flip_test(self) -> bool:
         """Whether the card asks for the flip test (``merge_flipped``): twice the network's time."""
         return bool(self.card.get("flip_test", False))
@@ -239,6 +259,8 @@ class CoinFinder:
                 self.card = json.loads(card_path.read_text()) if card_path.exists() else {}
                 if self.second_look not in SECOND_LOOKS:
                     raise ValueError(f"the card's second_look is one of {SECOND_LOOKS}, not {self.second_look!r}")
+                if self.peak_window not in PEAK_WINDOWS:
+                    raise ValueError(f"the card's peak_window is one of {PEAK_WINDOWS}, not {self.peak_window!r}")
                 self._run, self.backend, self._side = self._load_model()
             except Exception as error:  # a missing or broken file: the app keeps working with Hough
                 self.error = f"{type(error).__name__}: {error}"
@@ -303,7 +325,7 @@ class CoinFinder:
             return None
         threshold = self.score_threshold if threshold is None else threshold
         found = search(lambda fill: raw if fill == 1.0 else self.outputs(image, fill=fill), threshold,
-                       self.same_coin_overlap, self.second_look)
+                       self.same_coin_overlap, self.second_look, self.peak_window)
         return [clip_detection(item, image.width, image.height) for item in found]
 
     def locate(self, image: Image.Image) -> LocalizationResult:

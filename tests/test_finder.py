@@ -174,6 +174,21 @@ def test_second_look_always_finds_the_close_up_boxed_small_at_the_first_look():
         finder_module.search(outputs_at, 0.5, 0.7, "sometimes")
 
 
+def test_peak_window_one_keeps_small_coins_in_next_cells_and_merges_a_coins_own_cells():
+    """Two small coins lying on each other, centres in next cells: a 3 x 3 maximum keeps one; every cell, merged
+    by the same-coin overlap, keeps both, and a larger coin's two cells stay one coin."""
+    output = output_with([(100, 100, 0.9, 24, 24), (110, 104, 0.8, 24, 24),  # half of each box on the other
+                          (200, 200, 0.9, 60, 60), (208, 200, 0.6, 60, 60)])  # one coin, two cells
+    served = one_box_per_coin(decode(output, 0.5), 0.7)
+    every_cell = one_box_per_coin(decode(output, 0.5, peak_window=1), 0.7)
+    assert sorted(round(d.cx) for d in served) == [100, 200]
+    assert sorted(round(d.cx) for d in every_cell) == [100, 110, 200]
+    with pytest.raises(ValueError, match="peak_window"):
+        decode(output, 0.5, peak_window=2)
+    with pytest.raises(ValueError, match="peak_window"):
+        finder_module.search(lambda fill: (output, 1.0), 0.5, 0.7, "large", peak_window=5)
+
+
 def test_one_box_per_coin_drops_an_inner_ring_but_keeps_touching_coins():
     coin = Detection(100, 100, 200, 200, 0.9)
     inner = Detection(125, 125, 175, 175, 0.6)  # the core of a bimetallic coin
@@ -206,15 +221,16 @@ def test_a_broken_model_file_falls_back_too(tmp_path):
 
 
 @bundled
-def test_a_card_with_an_unknown_second_look_falls_back_too(tmp_path):
+@pytest.mark.parametrize("setting, value", [("second_look", "sometimes"), ("peak_window", 2)])
+def test_a_card_with_an_unknown_search_setting_falls_back_too(tmp_path, setting, value):
     import json
     import shutil
 
     shutil.copy(DEFAULT_DIR / "coin_finder.tflite", tmp_path)
     card = json.loads((DEFAULT_DIR / "coin_finder.json").read_text())
-    (tmp_path / "coin_finder.json").write_text(json.dumps({**card, "second_look": "sometimes"}))
+    (tmp_path / "coin_finder.json").write_text(json.dumps({**card, setting: value}))
     odd = CoinFinder(tmp_path)
-    assert not odd.load() and "second_look" in odd.error
+    assert not odd.load() and setting in odd.error
     assert "hough" in odd.locate(Image.new("RGB", (320, 240), (128, 128, 128))).method
 
 

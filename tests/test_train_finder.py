@@ -80,15 +80,26 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     assert json.loads((work / "state.json").read_text())["epochs_done"] == 2
     assert "resumed from" in (work / "train.log").read_text()
 
+    # a budget of one network run a photo: neither the flip test nor a second look for every photo
+    assert train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(work), "--synthetic-check",
+                              "2", "--max-runs", "1"]) == 0
+    frugal = json.loads((work / "tuning.json").read_text())
+    assert not frugal["flip_test"] and frugal["second_look"] == "large" and frugal["max_runs_allowed"] == 1
+    with pytest.raises(SystemExit, match="--max-runs is at least 1"):
+        train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(work), "--synthetic-check", "2",
+                           "--max-runs", "0"])
     assert train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(work), "--synthetic-check",
                               "2", "--coin-images", str(data / "coin-images"), "--close-up-check", "2"]) == 0
     tuning = json.loads((work / "tuning.json").read_text())
     assert set(tuning["at_choice"]) == {"held-out train photos", "synthetic check scenes (drawn coins)",
                                         "catalogue close-ups (validation)"}
+    runs = (2 if tuning["flip_test"] else 1) * (2 if tuning["second_look"] == "always" else 1)
+    assert runs <= tuning["max_runs_allowed"] == 2  # the default time budget
     assert train_finder.main(["export", "--work", str(work), "--out", str(out)]) == 0
     card = json.loads((out / "coin_finder.json").read_text())
     assert card["score_threshold"] == tuning["score_threshold"]
     assert card["second_look"] == tuning["second_look"] in ("large", "always")
+    assert card["peak_window"] == tuning["peak_window"] in (3, 1)
     assert all(v["network_runs_per_photo"] >= 1 for v in tuning["at_choice"].values())
     assert card["trained"]["arguments"]["epochs"] == 1 and card["trained"]["arguments"]["weights"] == "none"
     finder = CoinFinder(out, backend="keras")
