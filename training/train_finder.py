@@ -558,8 +558,9 @@ def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
 
 
 def command_tune(args) -> int:
-    """Pick the score threshold, the same-coin overlap, the flip test and when the second look runs, on the
-    held-out train photos, synthetic scenes and catalogue close-ups of the validation split."""
+    """Pick the score threshold, the same-coin overlap, the flip test, when the second look runs and the peak
+    window, within the time budget (``--max-runs``), on the held-out train photos, synthetic scenes and catalogue
+    close-ups of the validation split."""
     from coinspotter.finder import PEAK_WINDOWS, search
     from coinspotter.scene_metrics import match_boxes
 
