@@ -17,8 +17,8 @@ How a photo is searched:
    can have their centres in next cells, where a 3 x 3 maximum keeps only one); its box is the predicted width
    and height round the predicted centre;
 4. one coin, one box (``one_box_per_coin``): of two boxes that cover most of the smaller one (an inner ring,
-   a coin found twice, two cells of one coin) only the more probable stays; touching and overlapping coins cover each other far
-   less, so both stay;
+   a coin found twice, two cells of one coin) only the more probable stays; touching and overlapping coins
+   cover each other far less, so both stay;
 5. a second look with the photo at half size, and coins at least half the photo across (close-ups) are taken
    from it (``search``); the card's ``second_look`` says when it runs: ``"large"`` when the first look found
    such a coin or none, ``"always"`` for every photo (a close-up's coin can be boxed small, on its middle, at the
