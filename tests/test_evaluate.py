@@ -189,6 +189,42 @@ def test_the_learned_finder_cuts_the_pictures_when_asked(monkeypatch):
     assert len(calls) == 1  # Hough's search, not the stub
 
 
+def test_catalogue_faces_are_cut_by_the_search_in_use(monkeypatch, tmp_path):
+    """Training crops follow the served search: the learned finder's two most probable boxes (a catalogue
+    picture shows at most both faces of one coin), or Hough's two-face split; the whole picture when nothing
+    is found. The crops' cache tag names the search and changes with the finder's files."""
+    from coinspotter.localize import CoinBox, LocalizationResult
+
+    picture = coin_picture("red", size=(300, 200))
+    boxes = [CoinBox(0, 0, 50, 50, score=0.6), CoinBox(100, 20, 200, 120, score=0.9),
+             CoinBox(200, 100, 260, 160, score=0.7)]
+
+    class StubFinder:
+        folder = tmp_path
+
+        def __init__(self, found):
+            self.found = found
+
+        def locate(self, image):
+            return LocalizationResult(boxes=list(self.found), method="stub")
+
+    (tmp_path / "coin_finder.json").write_text("{}")
+    monkeypatch.setattr(evaluate, "localiser", "learned")
+    monkeypatch.setattr(evaluate, "learned_finder", StubFinder(boxes))
+    crops = evaluate.catalogue_face_crops(picture)
+    assert [crop.size for crop in crops] == [(100, 100), (60, 60)]  # scores 0.9 and 0.7; the 0.6 box is left out
+    tag = evaluate.coin_search_tag()
+    assert tag.startswith("finder-")
+    (tmp_path / "coin_finder.tflite").write_bytes(b"another network")
+    assert evaluate.coin_search_tag() not in (tag, "hough")
+    monkeypatch.setattr(evaluate, "learned_finder", StubFinder([]))
+    assert [crop.size for crop in evaluate.catalogue_face_crops(picture)] == [(300, 200)]
+    monkeypatch.setattr(evaluate, "localiser", "hough")
+    assert evaluate.coin_search_tag() == "hough"
+    (hough_crop,) = evaluate.catalogue_face_crops(picture)
+    assert hough_crop.size != (300, 200)  # Hough found the painted coin and cut it out
+
+
 def test_a_missing_learned_finder_is_a_clear_error_not_a_silent_hough_run(monkeypatch, tmp_path):
     monkeypatch.delenv("COINSPOTTER_FINDER", raising=False)  # the server's default (Hough) must not matter here
     monkeypatch.setattr(evaluate, "localiser", "hough")

@@ -71,6 +71,9 @@ def test_the_recipe_saves_a_served_model_and_a_card_naming_its_real_sources(fine
     assert card.training["catalogue"]["faces"] >= 9
     assert [entry["epoch"] for entry in card.training["history"]] == [1, 2]
     assert card.training["recipe"].endswith("the last epoch kept (2)")
+    assert card.training["coin_search"] == "hough"  # tests/conftest.py serves Hough; the crops follow the server
+    assert sorted(path.name for path in (finetuned / "runs" / "prepared").glob("*.npy")) == [
+        "catalogue_32_hough.npy", "real_real-photos-train_32_hough.npy"]
     assert all("real_holdout_top1" in entry for entry in card.training["history"])
     probabilities = build_classifier(card).predict_images([picture("red"), picture("blue")])
     assert probabilities.shape == (2, len(card.class_ids))

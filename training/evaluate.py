@@ -102,15 +102,48 @@ def classifier_view(image, localise: bool = True):
     The one place evaluation calls the localiser, so evaluation follows it as it improves: the box
     with the highest score (the first of equals) when it finds coins, else the whole picture.
     """
-    from coinspotter.localize import crop_box, locate_coins
+    from coinspotter.localize import crop_box
 
     if not localise:
         return image, None
-    boxes = (learned_finder.locate(image) if localiser == "learned" else locate_coins(image)).boxes
+    boxes = coin_boxes(image)
     if not boxes:
         return image, 0
     best = max(boxes, key=lambda box: box.score)  # max keeps the first of equal scores
     return crop_box(image, best), len(boxes)
+
+
+def coin_boxes(image) -> list:
+    """The coins the search in use (``coin_search``) finds in a decoded picture, as crop boxes."""
+    from coinspotter.localize import locate_coins
+
+    return (learned_finder.locate(image) if localiser == "learned" else locate_coins(image)).boxes
+
+
+def catalogue_face_crops(image) -> list:
+    """Each coin face of a catalogue training picture, cut by the search in use, so that a classifier trains on
+    the crops it is served: Hough's two-face split (``views.face_crops``), or the learned finder's two most
+    probable boxes (a catalogue picture shows one coin, at most both its faces side by side); the whole
+    picture when nothing is found, because a catalogue picture always shows a coin."""
+    from coinspotter.localize import crop_box, face_crops
+
+    if localiser != "learned":
+        return face_crops(image) or [image]
+    best = sorted(coin_boxes(image), key=lambda box: box.score, reverse=True)[:2]
+    return [crop_box(image, box) for box in best] or [image]
+
+
+def coin_search_tag() -> str:
+    """Names the search in use and, for the learned finder, its files' bytes: crops cached under this tag are
+    cut again when the served finder changes."""
+    import hashlib
+
+    if localiser != "learned":
+        return "hough"
+    digest = hashlib.sha256()
+    for path in sorted(Path(learned_finder.folder).glob("coin_finder.*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return "finder-" + digest.hexdigest()[:10]
 
 
 @dataclass

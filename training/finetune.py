@@ -13,8 +13,11 @@ catalogue faces, both drawn class-balanced (each class equally likely, then a pi
 classes with photographs count as much as the 211 without. Catalogue faces get new surfaces behind them;
 real photos keep their own.
 
-Both kinds of picture are prepared once the way the server prepares an upload (the localiser's crop,
-letterboxed: ``evaluate.classifier_view`` and ``preprocessing.to_model_input``) and kept in memory.
+Every picture is cut by the coin search the server uses (``--finder``; the learned finder unless
+COINSPOTTER_FINDER=hough), so the model trains on the crops it is served: a real photo and a validation
+picture as an upload (``evaluate.classifier_view``), a catalogue picture into its faces
+(``evaluate.catalogue_face_crops``), each letterboxed (``preprocessing.to_model_input``) once and kept in
+memory, and cached under the search's name and its files' hash.
 ``--holdout-sources`` keeps whole real-photo sources out of training, to measure on photographers and
 cameras the model has not seen (``evaluate.py --real-holdout``).
 
@@ -74,6 +77,12 @@ def parse_args(argv=None):
     parser.add_argument("--teachers", nargs="*", default=[], help="model cards of trained teachers to distil from")
     parser.add_argument("--temperature", type=float, default=5.0, help="distillation temperature T")
     parser.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term (with --teachers)")
+    parser.add_argument("--finder", choices=("hough", "learned"), default=None,
+                        help="the coin search that cuts every picture (catalogue faces, real photos, validation): "
+                             "Hough circles or the learned finder (default: the server's, i.e. learned unless "
+                             "COINSPOTTER_FINDER=hough), so the model trains on the crops it is served")
+    parser.add_argument("--finder-dir", type=Path, default=None,
+                        help="the learned finder's folder for --finder learned (default: the bundled one)")
     parser.add_argument("--select", choices=("last", "best"), default="last",
                         help="the epoch saved: the last of the schedule, or the best by leak-free validation top-1")
     parser.add_argument("--limit", type=int, help="at most this many catalogue pictures (tests)")
@@ -109,8 +118,8 @@ def prepared(path: Path, make):
 
 
 def catalogue_faces(args) -> tuple[np.ndarray, dict]:
-    """Every face of every training picture the audit keeps, cut as views.py cuts them."""
-    from views import face_crops
+    """Every face of every training picture the audit keeps, cut by the search in use (``--finder``)."""
+    from evaluate import catalogue_face_crops, coin_search_tag
 
     from coinspotter.imageio import decode_image
     from coinspotter.preprocessing import to_model_input
@@ -122,18 +131,19 @@ def catalogue_faces(args) -> tuple[np.ndarray, dict]:
         samples = samples[: args.limit] if args.limit else samples
         crops, class_ids = [], []
         for sample in tqdm(samples, desc="catalogue faces", unit="img", mininterval=5):
-            for crop in face_crops(decode_image(sample.path.read_bytes())):
+            for crop in catalogue_face_crops(decode_image(sample.path.read_bytes())):
                 crops.append(to_model_input(crop, args.image_size).astype(np.uint8))
                 class_ids.append(sample.class_id)
         return np.stack(crops), {"class_ids": class_ids, "pictures": len(samples), "audit": bool(args.audit)}
 
-    tag = f"catalogue_{args.image_size}" + ("_audit" if args.audit else "") + (f"_limit{args.limit}" if args.limit else "")
+    tag = (f"catalogue_{args.image_size}_{coin_search_tag()}" + ("_audit" if args.audit else "")
+           + (f"_limit{args.limit}" if args.limit else ""))
     return prepared(Path(args.work) / "prepared" / tag, make)
 
 
 def real_photos(args) -> tuple[np.ndarray, dict]:
-    """Every real photo, cut by the localiser as the server cuts an upload."""
-    from evaluate import classifier_view
+    """Every real photo, cut by the search in use (``--finder``) as the server cuts an upload."""
+    from evaluate import classifier_view, coin_search_tag
 
     from coinspotter.imageio import decode_image
     from coinspotter.preprocessing import to_model_input
@@ -147,7 +157,7 @@ def real_photos(args) -> tuple[np.ndarray, dict]:
         return np.stack(pictures), {"class_ids": [row["class_id"] for row in rows], "sources": [row["source"] for row in rows],
                                     "files": [row["file"] for row in rows]}
 
-    return prepared(Path(args.work) / "prepared" / f"real_{root.name}_{args.image_size}", make)
+    return prepared(Path(args.work) / "prepared" / f"real_{root.name}_{args.image_size}_{coin_search_tag()}", make)
 
 
 class BalancedSampler:
@@ -274,10 +284,18 @@ def learning_rate(step: int, total: int, args) -> float:
 # ---------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from evaluate import coin_search
+
+    with coin_search(args.finder, args.finder_dir):
+        return train_and_save(args, argv)
+
+
+def train_and_save(args, argv) -> int:
     import keras
     import tensorflow as tf
 
     from coinspotter.augment import photo_augmenter
+    from evaluate import coin_search_tag
     from train import ARCHS, plot_history, validation_pictures
 
     keras.utils.set_random_seed(args.seed)
@@ -286,7 +304,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         handlers=[logging.StreamHandler(), logging.FileHandler(work / "train.log")])
-    log.info("arguments %s", vars(args))
+    log.info("arguments %s; pictures cut by %s", vars(args), coin_search_tag())
     class_ids = load_catalog().class_ids
     index_of = {c: i for i, c in enumerate(class_ids)}
     classes = len(class_ids)
@@ -419,6 +437,7 @@ def main(argv=None) -> int:
             "real_photos": {"folder": Path(args.real_photos).name if args.real_photos else None, "pictures": int(len(photos)),
                             "sources": real_sources, "held_out_sources": args.holdout_sources,
                             "held_out_pictures": int(len(holdout[0])) if holdout is not None else 0},
+            "coin_search": coin_search_tag(),
             "command": "python training/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "history": state["history"],
         },
