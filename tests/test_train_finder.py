@@ -85,6 +85,13 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
                               "2", "--max-runs", "1"]) == 0
     frugal = json.loads((work / "tuning.json").read_text())
     assert not frugal["flip_test"] and frugal["second_look"] == "large" and frugal["max_runs_allowed"] == 1
+    assert frugal["second_looks_allowed"] == ["large", "always"]
+    # the second look restricted to every photo: within the default budget of 2 runs that leaves no flip test
+    assert train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(work), "--synthetic-check",
+                              "2", "--second-looks", "always"]) == 0
+    restricted = json.loads((work / "tuning.json").read_text())
+    assert restricted["second_looks_allowed"] == ["always"]
+    assert restricted["second_look"] == "always" and not restricted["flip_test"]
     with pytest.raises(SystemExit, match="--max-runs is at least 1"):
         train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(work), "--synthetic-check", "2",
                            "--max-runs", "0"])

@@ -646,6 +646,7 @@ def command_tune(args) -> int:
          "peak_window": best[4],
          "at_choice": grid[best], "merit_at_choice": round(float(merit(grid[best])), 4),
          "network_runs_at_choice": round(float(cost(grid[best])), 3), "max_runs_allowed": args.max_runs,
+         "second_looks_allowed": list(args.second_looks),
          "grid": {f"{k[0]:.2f}/{k[1]:.1f}/{'flip' if k[2] else 'plain'}/{k[3]}/window {k[4]}": v
                   for k, v in grid.items()}},
         indent=1))
