@@ -122,9 +122,9 @@ def coin_boxes(image) -> list:
 
 def catalogue_face_crops(image) -> list:
     """Each coin face of a catalogue training picture, cut by the search in use, so that a classifier trains on
-    the crops it is served: Hough's two-face split (``views.face_crops``), or the learned finder's two most
-    probable boxes (a catalogue picture shows one coin, at most both its faces side by side); the whole
-    picture when nothing is found, because a catalogue picture always shows a coin."""
+    the crops it is served: Hough's two-face split (``localize.face_crops``, as ``views.py`` cuts), or the
+    learned finder's two most probable boxes (a catalogue picture shows one coin, at most both its faces side
+    by side); the whole picture when nothing is found, because a catalogue picture always shows a coin."""
     from coinspotter.localize import crop_box, face_crops
 
     if localiser != "learned":
