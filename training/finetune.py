@@ -53,6 +53,8 @@ log = logging.getLogger("finetune")
 
 
 def parse_args(argv=None):
+    from evaluate import LOCALISERS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="model name: <out>/<name>.h5 and .json")
     parser.add_argument("--data", required=True, help="coin-images folder (train faces, validation)")
@@ -77,7 +79,7 @@ def parse_args(argv=None):
     parser.add_argument("--teachers", nargs="*", default=[], help="model cards of trained teachers to distil from")
     parser.add_argument("--temperature", type=float, default=5.0, help="distillation temperature T")
     parser.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term (with --teachers)")
-    parser.add_argument("--finder", choices=("hough", "learned"), default=None,
+    parser.add_argument("--finder", choices=LOCALISERS, default=None,
                         help="the coin search that cuts every picture (catalogue faces, real photos, validation): "
                              "Hough circles or the learned finder (default: the server's, i.e. learned unless "
                              "COINSPOTTER_FINDER=hough), so the model trains on the crops it is served")
