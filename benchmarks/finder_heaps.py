@@ -9,8 +9,9 @@ same-coin overlap, flip test and second look). The scenes are ``synthetic.make_p
 heaps (``heap_share`` 0 and 1), the same seeds for every finder. Per finder and kind: recall and precision at
 IoU >= 0.5, the share of scenes counted exactly, how many were counted too high and too low, the missed coins
 by radius (pixels of the scene, 420-640 px on its longer side), and how many missed coins have their centre in the
-same or a next cell (stride 8, at the network's input) as a coin it found: a centre peak there is not a local
-maximum of its 3 x 3 cells, so the decoding could not have kept it. coin-scenes/dev is never read.
+same or a next cell (stride 8, at the network's input) as a coin it found: with peak window 3 a centre peak there is
+not a local maximum of its 3 x 3 cells, so the decoding could not have kept it (window 1 can). coin-scenes/dev is
+never read.
 """
 from __future__ import annotations
 
