@@ -118,8 +118,12 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     bigger, bigger_out = tmp_path / "bigger", tmp_path / "bigger_export"
     with pytest.raises(SystemExit, match="multiple of 32"):
         train_finder.main([*train[:train.index("--work")], "--work", str(bigger), "--input-side", "100"])
+    with pytest.raises(SystemExit, match="--frame-cuts is a share"):
+        train_finder.main([*train[:train.index("--work")], "--work", str(bigger), "--frame-cuts", "1.5"])
     assert train_finder.main([*train[:train.index("--work")], "--work", str(bigger), *train[train.index("--work") + 2:],
-                              "--init", str(work / "final.keras"), "--input-side", "128"]) == 0
+                              "--init", str(work / "final.keras"), "--input-side", "128", "--frame-cuts", "0.5",
+                              "--min-visible", "0.15"]) == 0
+    assert json.loads((bigger / "arguments.json").read_text())["frame_cuts"] == 0.5
     assert "input side 128 (the init model's was 384)" in (bigger / "train.log").read_text()
     (bigger / "tuning.json").write_text((work / "tuning.json").read_text())
     assert train_finder.main(["export", "--work", str(bigger), "--out", str(bigger_out)]) == 0
@@ -156,3 +160,36 @@ def test_heaps_lay_coins_on_each_other_and_scenes_without_them_do_not():
     assert sum(ratio < 0.75 for ratio in closest(1.0)) >= 4  # most heaps have a coin half on another
     with pytest.raises(ValueError, match="heap_share"):
         make_photo_scene(np.random.default_rng(0), 3, heap_share=1.5)
+
+
+def test_coins_half_hidden_in_a_heap_are_labelled_down_to_the_visible_share():
+    from coinspotter.synthetic import make_photo_scene
+
+    def labelled(share):
+        return sum(len(make_photo_scene(np.random.default_rng([5, index]), 12, hard_negatives=False, heap_share=1.0,
+                                        min_visible_share=share).boxes) for index in range(6))
+
+    everything, served, stages_1_to_7 = labelled(0.0), labelled(0.15), labelled(0.4)
+    assert everything >= served > stages_1_to_7  # the same drawn heaps: fewer coins left unlabelled
+    with pytest.raises(ValueError, match="min_visible_share"):
+        make_photo_scene(np.random.default_rng(0), 3, min_visible_share=-0.1)
+
+
+def test_frame_cut_clips_coins_at_its_edge_and_leaves_out_slivers():
+    image = Image.new("RGB", (200, 100))
+    boxes = np.array([[10, 10, 50, 50],      # wholly inside any window that keeps the left part
+                      [90, 30, 130, 70],     # in the middle
+                      [180, 40, 220, 80]], np.float32)  # half outside the photo already
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        cut, kept = train_finder.frame_cut(image, boxes, rng)
+        assert 100 <= cut.width <= 180 and 50 <= cut.height <= 90
+        assert np.all(kept[:, :2] >= 0) and np.all(kept[:, 2] <= cut.width) and np.all(kept[:, 3] <= cut.height)
+        assert np.all(kept[:, 2:] - kept[:, :2] >= 2)
+        assert len(kept) <= 3
+    # the whole photo as the window: a coin a quarter inside stays, clipped; a sliver (under 0.15) is left out
+    cut, kept = train_finder.frame_cut(Image.new("RGB", (100, 100)),
+                                       np.array([[10, 10, 50, 50], [90, 10, 130, 50], [97, 60, 137, 100]], np.float32),
+                                       rng, share=(1.0, 1.0))
+    assert cut.size == (100, 100)
+    assert kept.tolist() == [[10, 10, 50, 50], [90, 10, 100, 50]]

@@ -21,10 +21,12 @@ What ``train`` does, each step logged to ``WORK/train.log`` with a progress bar 
    with ``--close-ups N``, close-up single coins too (``load_close_ups``: catalogue pictures and real single-coin
    photos boxed where the classifier's crops are cut; boxes computed once into ``WORK/close_ups.json``);
 3. renders ``--synthetic`` photo-like scenes (``synthetic.make_photo_scene``) into ``WORK/synthetic/`` as
-   JPEG (quality 45-95) with their boxes, once (resumable: scenes already there are kept);
+   JPEG (quality 45-95) with their boxes, once (resumable: scenes already there are kept); a coin under others
+   is labelled when ``--min-visible`` of it is seen;
 4. trains the detector (``build_model``) on the synthetic scenes plus the training photos (each repeated
    ``--real-repeat`` times an epoch, scaled down 0.45-1x, flipped, turned by 90-degree steps, colour
-   jittered) and N close-ups an epoch, drawn afresh from their pool; the whole model with its optimiser is
+   jittered; ``--frame-cuts`` of them seen through a smaller window, coins cut by its edge: ``frame_cut``) and
+   N close-ups an epoch, drawn afresh from their pool; the whole model with its optimiser is
    saved to ``WORK/checkpoint.keras`` after every epoch, and ``--resume`` carries on from there;
 5. re-estimates the batch-norm statistics over 40 batches (``recalibrate_batch_norm``) -> ``WORK/final.keras``,
    which ``tune`` and ``export`` use.
@@ -50,6 +52,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coinspotter.finder import INPUT_SIDE, PAD_VALUE, SECOND_LOOKS, STRIDE  # noqa: E402
+from coinspotter.synthetic import MIN_VISIBLE_SHARE  # noqa: E402
 
 log = logging.getLogger("train_finder")
 HOLD_OUT_EVERY = 5
@@ -164,10 +167,11 @@ def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | Non
 
 
 def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side: int = INPUT_SIDE,
-                     heap_share: float = 0.2) -> list[dict]:
+                     heap_share: float = 0.2, min_visible_share: float | None = None) -> list[dict]:
     """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side ``side``) and labels.jsonl; resumable.
 
-    ``heap_share``: the share of scenes whose coins lie in a heap (``make_photo_scene``)."""
+    ``heap_share``: the share of scenes whose coins lie in a heap; ``min_visible_share``: how much of a coin under
+    others must be seen for it to be labelled (``make_photo_scene``; None: its default)."""
     from tqdm import tqdm
 
     from coinspotter.synthetic import make_photo_scene
@@ -188,7 +192,8 @@ def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side
                 continue
             rng = np.random.default_rng([seed, index])
             n_coins = 0 if rng.random() < 0.1 else int(rng.integers(1, 16))
-            scene = make_photo_scene(rng, n_coins, faces=faces, backgrounds=backgrounds, heap_share=heap_share)
+            scene = make_photo_scene(rng, n_coins, faces=faces, backgrounds=backgrounds, heap_share=heap_share,
+                                     **({} if min_visible_share is None else {"min_visible_share": min_visible_share}))
             scale = side / max(scene.image.size)
             size = (round(scene.image.width * scale), round(scene.image.height * scale))
             scene.image.resize(size, Image.BILINEAR).save(folder / name, quality=int(rng.integers(45, 96)))
@@ -231,6 +236,23 @@ def place(image: Image.Image, boxes: np.ndarray, rng: np.random.Generator, shrin
     return canvas, boxes * scale, size
 
 
+def frame_cut(image: Image.Image, boxes: np.ndarray, rng: np.random.Generator,
+              share: tuple[float, float] = (0.5, 0.9)) -> tuple[Image.Image, np.ndarray]:
+    """A window of the photo, each side ``share`` of the photo's, so that coins lie across the frame's edge as in
+    a phone photo of a table; their boxes are clipped to it (coin-scenes boxes the part of a coin inside the frame,
+    slivers included). A coin with less of its box inside than ``MIN_VISIBLE_SHARE`` is not labelled."""
+    width, height = image.size
+    cut_w, cut_h = (max(1, round(side * rng.uniform(*share))) for side in (width, height))
+    left, top = int(rng.integers(0, width - cut_w + 1)), int(rng.integers(0, height - cut_h + 1))
+    boxes = boxes.reshape(-1, 4)
+    clipped = np.stack([np.clip(boxes[:, 0] - left, 0, cut_w), np.clip(boxes[:, 1] - top, 0, cut_h),
+                        np.clip(boxes[:, 2] - left, 0, cut_w), np.clip(boxes[:, 3] - top, 0, cut_h)], axis=1)
+    inside = np.prod(clipped[:, 2:] - clipped[:, :2], axis=1)
+    whole = np.maximum(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1), 1e-6)
+    seen = (inside / whole >= MIN_VISIBLE_SHARE) & np.all(clipped[:, 2:] - clipped[:, :2] >= 2, axis=1)
+    return image.crop((left, top, left + cut_w, top + cut_h)), clipped[seen].astype(np.float32)
+
+
 def augment(canvas: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np.random.Generator):
     """Flips and 90-degree turns of the photo part (it stays top left), colour jitter, sometimes JPEG again."""
     width, height = size
@@ -265,13 +287,14 @@ class Samples:
     def __init__(self, synthetic: list[dict], synthetic_dir: Path, real: list[tuple[Image.Image, np.ndarray]],
                  real_repeat: int, batch: int, seed: int,
                  close_ups: list[tuple[Image.Image, np.ndarray]] = (), close_ups_per_epoch: int = 0,
-                 side: int = INPUT_SIDE):
+                 side: int = INPUT_SIDE, frame_cuts: float = 0.0):
         self.items = [("synthetic", index) for index in range(len(synthetic))]
         self.items += [("real", index) for index in range(len(real))] * real_repeat
         # close-ups: a fresh draw from the pool at every epoch (the slot, not the picture, is the item)
         self.items += [("close_up", slot) for slot in range(close_ups_per_epoch if close_ups else 0)]
         self.synthetic, self.synthetic_dir, self.real, self.close_ups = synthetic, synthetic_dir, real, close_ups
         self.batch, self.seed, self.epoch, self.side = batch, seed, 0, side
+        self.frame_cuts = frame_cuts  # the share of scenes and photos seen through a smaller window (frame_cut)
         self.order = np.arange(len(self.items))
 
     def __len__(self) -> int:
@@ -288,9 +311,13 @@ class Samples:
             item = self.synthetic[index]
             image = Image.open(self.synthetic_dir / item["file"]).convert("RGB")
             boxes = np.array(item["boxes"], np.float32).reshape(-1, 4)
+            if self.frame_cuts and rng.random() < self.frame_cuts:  # no draw without: older stages' samples stay
+                image, boxes = frame_cut(image, boxes, rng)
             canvas, boxes, size = place(image, boxes, rng, (0.8, 1.0), self.side)
         elif kind == "real":
             image, boxes = self.real[index]
+            if self.frame_cuts and rng.random() < self.frame_cuts:
+                image, boxes = frame_cut(image, boxes, rng)
             canvas, boxes, size = place(image, boxes, rng, (0.45, 1.0), self.side)
         else:  # a close-up: the coin from a third of the frame to all of it
             image, boxes = self.close_ups[int(rng.integers(len(self.close_ups)))]
@@ -389,8 +416,10 @@ def command_train(args) -> int:
     work = args.work
     if args.input_side % 32 or args.input_side < 64:
         raise SystemExit(f"--input-side must be a multiple of 32 from 64 up, not {args.input_side}")
-    if not 0.0 <= args.heaps <= 1.0:
-        raise SystemExit(f"--heaps is a share from 0 to 1, not {args.heaps}")
+    for flag, share in (("--heaps", args.heaps), ("--min-visible", args.min_visible),
+                        ("--frame-cuts", args.frame_cuts)):
+        if not 0.0 <= share <= 1.0:
+            raise SystemExit(f"{flag} is a share from 0 to 1, not {share}")
     setup_logging(work)
     log.info("train: %s", vars(args))
     arguments = work / "arguments.json"  # the first train command of the run; the card quotes it
@@ -415,11 +444,12 @@ def command_train(args) -> int:
                     backgrounds.append(patch)
         log.info("%d coin faces, %d background patches", len(faces), len(backgrounds))
     side = args.input_side
-    synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed, side, args.heaps)
+    synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed, side, args.heaps,
+                                 args.min_visible)
     close_ups = load_close_ups(work, args.coin_images, args.real_photos, args.close_up_pool, rng, side) \
         if args.close_ups else []
     samples = Samples(synthetic, work / "synthetic", real, args.real_repeat, args.batch, args.seed,
-                      close_ups, args.close_ups, side)
+                      close_ups, args.close_ups, side, args.frame_cuts)
     log.info("%d samples an epoch (%d synthetic, %d real x %d, %d close-ups from %d), %d steps of %d",
              len(samples.items), len(synthetic), len(real), args.real_repeat, args.close_ups if close_ups else 0,
              len(close_ups), len(samples), args.batch)
@@ -647,6 +677,7 @@ def command_tune(args) -> int:
          "at_choice": grid[best], "merit_at_choice": round(float(merit(grid[best])), 4),
          "network_runs_at_choice": round(float(cost(grid[best])), 3), "max_runs_allowed": args.max_runs,
          "second_looks_allowed": list(args.second_looks),
+         "synthetic_check_min_visible": MIN_VISIBLE_SHARE,  # the check scenes' labelling (coins under others)
          "grid": {f"{k[0]:.2f}/{k[1]:.1f}/{'flip' if k[2] else 'plain'}/{k[3]}/window {k[4]}": v
                   for k, v in grid.items()}},
         indent=1))
@@ -714,6 +745,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--synthetic", type=int, default=2400, help="synthetic scenes to render and train on")
     train.add_argument("--heaps", type=float, default=0.2,
                        help="share of the synthetic scenes whose coins lie in a heap, on each other")
+    train.add_argument("--min-visible", type=float, default=MIN_VISIBLE_SHARE,
+                       help="how much of a coin under others must be seen for it to be labelled in the synthetic "
+                            "scenes (stages 1-7: 0.4)")
+    train.add_argument("--frame-cuts", type=float, default=0.0,
+                       help="share of the synthetic scenes and real photos seen through a window half to nine "
+                            "tenths their size, coins cut by its edge (stages 1-7: none)")
     train.add_argument("--catalogue-faces", type=int, default=600, help="catalogue pictures to cut faces from")
     train.add_argument("--real-repeat", type=int, default=5, help="times each training photo appears an epoch")
     train.add_argument("--close-ups", type=int, default=0,
