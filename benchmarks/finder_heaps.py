@@ -6,7 +6,8 @@
 Each finder is an exported folder (``.tflite``/``.h5`` and its card) searched the served way (its card's threshold,
 same-coin overlap, flip test and second look). The scenes are ``synthetic.make_photo_scene`` with 6-15 drawn coins
 (no catalogue or real faces, so nothing here is a picture any finder trained on), once with no heaps and once all
-heaps (``heap_share`` 0 and 1), the same seeds for every finder. Per finder and kind: recall and precision at
+heaps (``heap_share`` 0 and 1), the same seeds for every finder, labelled as ``make_photo_scene`` labels them (a coin
+under others is a coin from 0.15 of it seen; figures from before finder stage 8 were measured with 0.4). Per finder and kind: recall and precision at
 IoU >= 0.5, the share of scenes counted exactly, how many were counted too high and too low, the missed coins
 by radius (pixels of the scene, 420-640 px on its longer side), and how many missed coins have their centre in the
 same or a next cell (stride 8, at the network's input) as a coin it found: with peak window 3 a centre peak there is

@@ -301,9 +301,9 @@ def _lighting_field(rng: np.random.Generator, width: int, height: int) -> np.nda
 
 PHOTO_BACKGROUNDS = BACKGROUNDS + ("fabric", "polka", "grid")
 # A coin less visible than this under the coins on it is not labelled. coin-scenes boxes every coin a person can
-# see, coins behind others included (its README), so a coin half hidden in a pile is one to find and count; finder
-# stages 1-7 trained with 0.4, which left about 1 coin in 11 of a synthetic heap drawn but unlabelled (taught as
-# "not a coin"); from stage 8 only slivers under 0.15 are.
+# see, coins behind others included (its README), so a coin mostly hidden in a pile is one to find and count. Finder
+# stages 1-7 trained with 0.4 (under 1% of the coins of a synthetic heap drawn but unlabelled, taught as "not a
+# coin": benchmarks/heap_labels.py); from stage 8 only slivers under 0.15 are.
 MIN_VISIBLE_SHARE = 0.15
 
 
