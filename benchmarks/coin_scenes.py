@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coinspotter.finder import DEFAULT_DIR, STRIDE, CoinFinder  # noqa: E402
+from coinspotter.finder import DEFAULT_DIR, CoinFinder  # noqa: E402
 from coinspotter.localize import find_circles  # noqa: E402
 from coinspotter.scene_metrics import match_boxes  # noqa: E402
 from training.train_finder import read_scene_boxes  # noqa: E402
@@ -42,12 +42,12 @@ def hough_boxes(image: Image.Image) -> list[tuple]:
             for c in find_circles(image)]
 
 
-def gated(circles: list[tuple], output: np.ndarray, scale: float, threshold: float) -> list[tuple]:
+def gated(circles: list[tuple], output: np.ndarray, scale: float, threshold: float, stride: int) -> list[tuple]:
     """Hough boxes whose centre's 3x3 cells in the finder's centre map reach ``threshold``."""
     kept = []
     grid = output.shape[0]
     for box in circles:
-        cx, cy = (box[0] + box[2]) / 2 * scale / STRIDE, (box[1] + box[3]) / 2 * scale / STRIDE
+        cx, cy = (box[0] + box[2]) / 2 * scale / stride, (box[1] + box[3]) / 2 * scale / stride
         x, y = int(np.clip(cx, 0, grid - 1)), int(np.clip(cy, 0, grid - 1))
         if output[max(0, y - 1):y + 2, max(0, x - 1):x + 2, 0].max() >= threshold:
             kept.append(box)
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         times["finder"].append(time.perf_counter() - started)
         output, scale = finder.outputs(image)
         boxes = {"hough": hough, "finder": [(d.x0, d.y0, d.x1, d.y1) for d in found],
-                 "hough+finder gate": gated(hough, output, scale, threshold)}
+                 "hough+finder gate": gated(hough, output, scale, threshold, finder.stride)}
         source = Path(name).name.split("__")[0]
         for method in METHODS:
             for key in ("all", f"source: {source}"):

@@ -4,15 +4,15 @@
         [--scenes 80] [--json reports/benchmarks/finder_heaps.json]
 
 Each finder is an exported folder (``.tflite``/``.h5`` and its card) searched the served way (its card's threshold,
-same-coin overlap, flip test and second look). The scenes are ``synthetic.make_photo_scene`` with 6-15 drawn coins
-(no catalogue or real faces, so nothing here is a picture any finder trained on), once with no heaps and once all
-heaps (``heap_share`` 0 and 1), the same seeds for every finder, labelled as ``make_photo_scene`` labels them (a coin
-under others is a coin from 0.15 of it seen; figures from before finder stage 8 were measured with 0.4). Per finder and kind: recall and precision at
-IoU >= 0.5, the share of scenes counted exactly, how many were counted too high and too low, the missed coins
-by radius (pixels of the scene, 420-640 px on its longer side), and how many missed coins have their centre in the
-same or a next cell (stride 8, at the network's input) as a coin it found: with peak window 3 a centre peak there is
-not a local maximum of its 3 x 3 cells, so the decoding could not have kept it (window 1 can). coin-scenes/dev is
-never read.
+same-coin overlap, flip test and second look). The scenes are ``synthetic.make_photo_scene`` with 6-15 drawn coins (no
+catalogue or real faces, so nothing here is a picture any finder trained on), once with no heaps and once all heaps
+(``heap_share`` 0 and 1), the same seeds for every finder, labelled as ``make_photo_scene`` labels them (a coin under
+others is a coin from 0.15 of it seen; figures from before finder stage 8 were measured with 0.4). Per finder and
+kind: recall and precision at IoU >= 0.5, the share of scenes counted exactly, how many were counted too high and too
+low, the missed coins by radius (pixels of the scene, 420-640 px on its longer side), and how many missed coins have
+their centre in the same or a next cell (of the network's output: 8 or 4 pixels of its input) as a coin it found: with
+peak window 3 a centre peak there is not a local maximum of its 3 x 3 cells, so the decoding could not have kept it
+(window 1 can). coin-scenes/dev is never read.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coinspotter.finder import STRIDE, CoinFinder  # noqa: E402
+from coinspotter.finder import CoinFinder  # noqa: E402
 from coinspotter.scene_metrics import match_boxes  # noqa: E402
 from coinspotter.synthetic import make_photo_scene  # noqa: E402
 
@@ -50,7 +50,7 @@ def measure(finder: CoinFinder, heap_share: float, count: int) -> dict:
     missed_next_to_a_find = 0
     for image, truth in scenes(heap_share, count):
         found = [(d.x0, d.y0, d.x1, d.y1) for d in finder.detect(image)]
-        cell = STRIDE * max(image.size) / finder.input_side  # a cell of the network's grid, in scene pixels
+        cell = finder.stride * max(image.size) / finder.input_side  # a cell of the network's grid, in scene pixels
         found_cells = [cell_of(box, cell) for box in found]
 
         hit, n_found = match_boxes(truth, found)

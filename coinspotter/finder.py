@@ -8,7 +8,8 @@ with one logged warning, when the detector's files are missing or cannot be load
 How a photo is searched:
 1. it is scaled so its longer side is the card's ``input_side`` (``INPUT_SIDE``, 384, when the card does not
    say) and placed top-left on a grey square (``letterbox``);
-2. the network gives, on a grid of stride 8 (48 x 48 cells at 384), the probability that a coin's centre lies in
+2. the network gives, on a grid of stride 8 (48 x 48 cells at 384; stride 4 for a finder built so, which the
+   loaded file's output shape says), the probability that a coin's centre lies in
    each cell, the coin's width and height (log, in cells) and the centre's offset within the cell (averaged
    with the answer for the mirror image when the card asks for the flip test);
 3. a cell is a coin when its probability is at least the card's ``score_threshold`` and, with the card's
@@ -45,7 +46,8 @@ from .localize import Circle, LocalizationResult, ScoredCircle, box_for_circle, 
 log = logging.getLogger(__name__)
 
 INPUT_SIDE = 384  # the first finders' input; a card's input_side says another
-STRIDE = 8
+STRIDE = 8  # input pixels a cell of the output; the loaded network's own (CoinFinder.stride) when it says another
+STRIDES = (8, 4)
 GRID = INPUT_SIDE // STRIDE
 PAD_VALUE = 128  # the grey the letterbox fills with (0 after MobileNetV2's scaling)
 DEFAULT_DIR = REPO_ROOT / "web-app" / "models" / "coin_finder"
@@ -124,12 +126,13 @@ def merge_flipped(output: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 
 
 def decode(output: np.ndarray, threshold: float, scale: float = 1.0, max_coins: int = MAX_COINS,
-           peak_window: int = 3) -> list[Detection]:
+           peak_window: int = 3, stride: int = STRIDE) -> list[Detection]:
     """Cells of the centre map at or above ``threshold`` as boxes in photo pixels (input pixels / ``scale``): with
     ``peak_window`` 3 only the highest of each 3 x 3 neighbourhood (at most ``max_coins``), with 1 every such cell
     (at most ``MAX_CANDIDATES``; ``one_box_per_coin`` merges each coin's).
 
-    ``output``: (GRID, GRID, 5): centre probability, log width and log height in cells, x and y offset.
+    ``output``: (GRID, GRID, 5): centre probability, log width and log height in cells, x and y offset; a cell is
+    ``stride`` input pixels.
     """
     if peak_window not in PEAK_WINDOWS:
         raise ValueError(f"peak_window is one of {PEAK_WINDOWS}, not {peak_window!r}")
@@ -140,13 +143,14 @@ def decode(output: np.ndarray, threshold: float, scale: float = 1.0, max_coins: 
         neighbourhood = np.max(np.stack([padded[dy:dy + heat.shape[0], dx:dx + heat.shape[1]]
                                          for dy in range(3) for dx in range(3)]), axis=0)
         peaks &= heat >= neighbourhood
+    largest = 4 + np.log(STRIDE / stride)  # the same size limit in pixels (e^4 cells of 8) at any stride
     ys, xs = np.nonzero(peaks)
     order = np.argsort(-heat[ys, xs])[:max_coins if peak_window == 3 else MAX_CANDIDATES]
     detections = []
     for y, x in zip(ys[order], xs[order]):
         log_w, log_h, off_x, off_y = output[y, x, 1:5]
-        cx, cy = (x + float(off_x)) * STRIDE, (y + float(off_y)) * STRIDE
-        w, h = float(np.exp(np.clip(log_w, -3, 4))) * STRIDE, float(np.exp(np.clip(log_h, -3, 4))) * STRIDE
+        cx, cy = (x + float(off_x)) * stride, (y + float(off_y)) * stride
+        w, h = (float(np.exp(np.clip(value, -3, largest))) * stride for value in (log_w, log_h))
         detections.append(Detection((cx - w / 2) / scale, (cy - h / 2) / scale, (cx + w / 2) / scale,
                                     (cy + h / 2) / scale, float(heat[y, x])))
     return detections
@@ -172,7 +176,7 @@ SECOND_LOOKS = ("large", "always")
 
 
 def search(outputs_at, threshold: float, same_coin: float, second_look: str = "large",
-           peak_window: int = 3) -> list[Detection]:
+           peak_window: int = 3, stride: int = STRIDE) -> list[Detection]:
     """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
     at ``fill`` of the input side. Shared by serving (``CoinFinder.detect``) and tuning (which caches outputs).
 
@@ -180,18 +184,19 @@ def search(outputs_at, threshold: float, same_coin: float, second_look: str = "l
     (``CLOSE_UP_FILL``), where it has a size the network knows well: at full size such a close-up is found
     but boxed too small, on its middle (measured on catalogue close-ups of the validation split). With
     ``second_look="large"`` it runs only when the first finds nothing or such a large coin; with ``"always"``
-    for every photo (twice the network's time). ``peak_window``: see ``decode``."""
+    for every photo (twice the network's time). ``peak_window`` and ``stride``: see ``decode``."""
     if second_look not in SECOND_LOOKS:
         raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
     if peak_window not in PEAK_WINDOWS:
         raise ValueError(f"peak_window is one of {PEAK_WINDOWS}, not {peak_window!r}")
     output, scale = outputs_at(1.0)
-    large_radius = LARGE_SHARE * output.shape[0] * STRIDE / scale  # in photo pixels: a quarter of its longer side
-    found = one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window), same_coin)
+    large_radius = LARGE_SHARE * output.shape[0] * stride / scale  # in photo pixels: a quarter of its longer side
+    found = one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window, stride=stride), same_coin)
     if second_look == "always" or not found or any(item.radius >= large_radius for item in found):
         output, scale = outputs_at(CLOSE_UP_FILL)
-        close = [item for item in one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window),
-                                                   same_coin) if item.radius >= large_radius]
+        close = [item for item in one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window,
+                                                          stride=stride), same_coin)
+                 if item.radius >= large_radius]
         found = [item for item in found if all(overlap_of_smaller(item, other) < same_coin for other in close)]
         found += close
     return found
@@ -212,6 +217,7 @@ class CoinFinder:
         self._run = None
         self.backend: str | None = None
         self._side: int | None = None  # the loaded network's input side
+        self._grid: int | None = None  # and its output's cells a side
         self.error: str | None = None
         self._lock = threading.Lock()
         self._loaded = False
@@ -229,6 +235,11 @@ class CoinFinder:
         """The side of the network's square input: the loaded file's own (the card's ``input_side`` says the same;
         384 for finders before it)."""
         return self._side or int(self.card.get("input_side", INPUT_SIDE))
+
+    @property
+    def stride(self) -> int:
+        """Input pixels a cell of the output: the loaded network's (8, or 4 for a finder built so)."""
+        return self.input_side // self._grid if self._grid else STRIDE
 
     @property
     def second_look(self) -> str:
@@ -261,7 +272,10 @@ class CoinFinder:
                     raise ValueError(f"the card's second_look is one of {SECOND_LOOKS}, not {self.second_look!r}")
                 if self.peak_window not in PEAK_WINDOWS:
                     raise ValueError(f"the card's peak_window is one of {PEAK_WINDOWS}, not {self.peak_window!r}")
-                self._run, self.backend, self._side = self._load_model()
+                self._run, self.backend, self._side, self._grid = self._load_model()
+                if self.stride not in STRIDES:
+                    raise ValueError(f"the network's output is {self._grid} cells for {self._side} px, a stride of "
+                                     f"{self._side / self._grid:g}, not one of {STRIDES}")
             except Exception as error:  # a missing or broken file: the app keeps working with Hough
                 self.error = f"{type(error).__name__}: {error}"
                 self._run = None
@@ -291,7 +305,8 @@ class CoinFinder:
                         interpreter.invoke()
                         return interpreter.get_tensor(output_index)[0].copy()
 
-                return run_tflite, "tflite", int(interpreter.get_input_details()[0]["shape"][1])
+                return (run_tflite, "tflite", int(interpreter.get_input_details()[0]["shape"][1]),
+                        int(interpreter.get_output_details()[0]["shape"][1]))
         if wanted in ("auto", "keras"):
             if not h5.exists():
                 raise FileNotFoundError(f"no {h5.name} or usable {tflite.name} in {self.folder}")
@@ -305,11 +320,11 @@ class CoinFinder:
             def run_keras(batch: np.ndarray) -> np.ndarray:
                 return np.asarray(predict(batch))[0]
 
-            return run_keras, "keras", int(model.input_shape[1])
+            return run_keras, "keras", int(model.input_shape[1]), int(model.output_shape[1])
         raise FileNotFoundError(f"no {tflite.name} in {self.folder} (backend {wanted!r})")
 
     def outputs(self, image: Image.Image, fill: float = 1.0) -> tuple[np.ndarray, float] | None:
-        """The network's raw (side / STRIDE, side / STRIDE, 5) output for ``image`` and the letterbox scale; None
+        """The network's raw (side / stride, side / stride, 5) output for ``image`` and the letterbox scale; None
         without a model."""
         if not self.load():
             return None
@@ -325,7 +340,7 @@ class CoinFinder:
             return None
         threshold = self.score_threshold if threshold is None else threshold
         found = search(lambda fill: raw if fill == 1.0 else self.outputs(image, fill=fill), threshold,
-                       self.same_coin_overlap, self.second_look, self.peak_window)
+                       self.same_coin_overlap, self.second_look, self.peak_window, self.stride)
         return [clip_detection(item, image.width, image.height) for item in found]
 
     def locate(self, image: Image.Image) -> LocalizationResult:

@@ -124,25 +124,30 @@ def test_the_tflite_file_gives_the_keras_answer(finder):
 # --- decoding, without a network --------------------------------------------------------------------------
 
 
-def output_with(peaks, grid=GRID):
-    """A network output with the given (x, y, probability, width px, height px) centres."""
+def output_with(peaks, grid=GRID, stride=STRIDE):
+    """A network output with the given (x, y, probability, width px, height px) centres, cells of ``stride`` px."""
     output = np.zeros((grid, grid, 5), np.float32)
     for x, y, p, w, h in peaks:
-        ix, iy = int(x // STRIDE), int(y // STRIDE)
-        output[iy, ix] = [p, np.log(w / STRIDE), np.log(h / STRIDE), x / STRIDE - ix, y / STRIDE - iy]
+        ix, iy = int(x // stride), int(y // stride)
+        output[iy, ix] = [p, np.log(w / stride), np.log(h / stride), x / stride - ix, y / stride - iy]
     return output
 
 
-def test_decode_gives_peaks_above_the_threshold_in_photo_pixels():
-    output = output_with([(100, 100, 0.9, 80, 60), (300, 200, 0.2, 40, 40)])
-    (found,) = decode(output, threshold=0.5, scale=0.5)  # the photo was scaled by a half
+@pytest.mark.parametrize("stride", [8, 4])
+def test_decode_gives_peaks_above_the_threshold_in_photo_pixels(stride):
+    output = output_with([(100, 100, 0.9, 80, 60), (300, 200, 0.2, 40, 40)], GRID * 8 // stride, stride)
+    (found,) = decode(output, threshold=0.5, scale=0.5, stride=stride)  # the photo was scaled by a half
     assert (found.x0, found.y0, found.x1, found.y1) == pytest.approx((120, 140, 280, 260), abs=1e-3)
     assert found.score == pytest.approx(0.9)
+    # the largest box is the same number of pixels at either stride
+    huge = output_with([(192, 192, 0.9, 5000, 5000)], GRID * 8 // stride, stride)
+    (capped,) = decode(huge, threshold=0.5, stride=stride)
+    assert capped.x1 - capped.x0 == pytest.approx(np.exp(4) * 8, rel=1e-4)
 
 
-@pytest.mark.parametrize("grid", [GRID, 64])  # 384 and 512 input pixels
-def test_the_second_look_is_for_a_coin_half_the_photo_across_whatever_the_input_side(grid):
-    side, photo_side = grid * STRIDE, 1000
+@pytest.mark.parametrize("grid, stride", [(GRID, 8), (64, 8), (128, 4)])  # 384, 512 and 512 input pixels
+def test_the_second_look_is_for_a_coin_half_the_photo_across_whatever_the_input_side(grid, stride):
+    side, photo_side = grid * stride, 1000
     scale = side / photo_side
 
     def searched(diameter_share):
@@ -151,8 +156,8 @@ def test_the_second_look_is_for_a_coin_half_the_photo_across_whatever_the_input_
         def outputs_at(fill):
             asked.append(fill)
             width = diameter_share * side * fill
-            return output_with([(side * fill / 2, side * fill / 2, 0.9, width, width)], grid), scale * fill
-        found = finder_module.search(outputs_at, 0.5, 0.7)
+            return output_with([(side * fill / 2, side * fill / 2, 0.9, width, width)], grid, stride), scale * fill
+        found = finder_module.search(outputs_at, 0.5, 0.7, stride=stride)
         return asked, [round(d.x1 - d.x0) for d in found]
 
     assert searched(0.3) == ([1.0], [300])  # a coin 0.3 of the photo across: one look
@@ -237,7 +242,8 @@ def test_a_card_with_an_unknown_search_setting_falls_back_too(tmp_path, setting,
 @bundled
 def test_the_input_side_is_the_model_files_own(finder):
     assert finder.input_side == finder.card.get("input_side", 384)
-    assert finder.outputs(Image.new("RGB", (100, 80)))[0].shape[0] * STRIDE == finder.input_side
+    assert finder.outputs(Image.new("RGB", (100, 80)))[0].shape[0] * finder.stride == finder.input_side
+    assert finder.stride == finder.card.get("stride", STRIDE)
 
 
 @bundled

@@ -122,16 +122,21 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
         train_finder.main([*train[:train.index("--work")], "--work", str(bigger), "--frame-cuts", "1.5"])
     assert train_finder.main([*train[:train.index("--work")], "--work", str(bigger), *train[train.index("--work") + 2:],
                               "--init", str(work / "final.keras"), "--input-side", "128", "--frame-cuts", "0.5",
-                              "--min-visible", "0.15"]) == 0
+                              "--min-visible", "0.15", "--stride", "4"]) == 0
     assert json.loads((bigger / "arguments.json").read_text())["frame_cuts"] == 0.5
-    assert "input side 128 (the init model's was 384)" in (bigger / "train.log").read_text()
+    assert "input side 128, stride 4 (the init model's were 384 and 8)" in (bigger / "train.log").read_text()
+    with pytest.raises(SystemExit, match="has stride 4: resume with --stride 4"):
+        train_finder.main([*train[:train.index("--work")], "--work", str(bigger), *train[train.index("--work") + 2:],
+                           "--input-side", "128", "--resume"])
     (bigger / "tuning.json").write_text((work / "tuning.json").read_text())
     assert train_finder.main(["export", "--work", str(bigger), "--out", str(bigger_out)]) == 0
     small = CoinFinder(bigger_out, backend="tflite")
     assert small.load(), small.error
-    assert small.input_side == 128 and small.backend == "tflite"
+    assert small.input_side == 128 and small.backend == "tflite" and small.stride == 4
+    assert json.loads((bigger_out / "coin_finder.json").read_text())["stride"] == 4
     output, scale = small.outputs(Image.new("RGB", (256, 200)))
-    assert output.shape == (16, 16, 5) and np.isclose(scale, 0.5)
+    assert output.shape == (32, 32, 5) and np.isclose(scale, 0.5)
+    assert isinstance(small.detect(Image.new("RGB", (256, 200))), list)
 
 
 def test_targets_put_one_peak_per_coin_with_its_size():
@@ -193,3 +198,28 @@ def test_frame_cut_clips_coins_at_its_edge_and_leaves_out_slivers():
                                        rng, share=(1.0, 1.0))
     assert cut.size == (100, 100)
     assert kept.tolist() == [[10, 10, 50, 50], [90, 10, 100, 50]]
+
+
+def test_a_stride_4_finder_starts_from_a_stride_8_one_with_its_weights_and_sizes():
+    coarse = train_finder.build_model(None, 64)
+    fine = train_finder.build_model(None, 64, stride=4)
+    assert train_finder.output_stride(coarse) == 8 and train_finder.output_stride(fine) == 4
+    assert fine.output_shape[1:] == (16, 16, 5)
+    untouched = fine.get_layer("finder_lateral4_conv").get_weights()[0].copy()
+    train_finder.carry_weights(coarse, fine)
+    for name in ("block_12_add", "finder_mix2_conv", "finder_heat_out"):
+        for mine, theirs in zip(fine.get_layer(name).get_weights(), coarse.get_layer(name).get_weights()):
+            assert np.array_equal(mine, theirs)
+    # a coin is twice as many cells across: log width and height start log 2 higher, the offsets as they were
+    bias, coarse_bias = fine.get_layer("finder_reg_out").get_weights()[1], coarse.get_layer("finder_reg_out").get_weights()[1]
+    assert np.allclose(bias[:2] - coarse_bias[:2], np.log(2)) and np.array_equal(bias[2:], coarse_bias[2:])
+    assert np.array_equal(fine.get_layer("finder_lateral4_conv").get_weights()[0], untouched)  # only the fine one has it
+    with pytest.raises(ValueError, match="stride"):
+        train_finder.build_model(None, 64, stride=2)
+
+
+def test_targets_at_stride_4_are_twice_as_many_cells_across():
+    boxes = np.array([[16, 16, 48, 48]], np.float32)
+    target = train_finder.encode_targets(boxes, side=128, stride=4)
+    assert target.shape == (32, 32, 6) and target[8, 8, 5] == 1.0  # centre (32, 32) -> cell (8, 8) of 4 px
+    assert np.isclose(np.exp(target[8, 8, 1]) * 4, 32)

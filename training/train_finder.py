@@ -51,7 +51,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coinspotter.finder import INPUT_SIDE, PAD_VALUE, SECOND_LOOKS, STRIDE  # noqa: E402
+from coinspotter.finder import INPUT_SIDE, PAD_VALUE, SECOND_LOOKS, STRIDE, STRIDES  # noqa: E402
 from coinspotter.synthetic import MIN_VISIBLE_SHARE  # noqa: E402
 
 log = logging.getLogger("train_finder")
@@ -204,24 +204,24 @@ def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side
     return [done[f"{index:05d}.jpg"] for index in range(count)]
 
 
-def encode_targets(boxes: np.ndarray, side: int = INPUT_SIDE) -> np.ndarray:
-    """(grid, grid, 6), grid = side / STRIDE: Gaussian centre map, log width, log height, x offset, y offset,
+def encode_targets(boxes: np.ndarray, side: int = INPUT_SIDE, stride: int = STRIDE) -> np.ndarray:
+    """(grid, grid, 6), grid = side / stride: Gaussian centre map, log width, log height, x offset, y offset,
     centre mask.
 
     ``boxes``: (n, 4) in input pixels of a ``side`` square. Peak sigma: an eighth of the coin's diameter in cells
     (at least 0.6), so touching coins keep separate peaks."""
-    grid = side // STRIDE
+    grid = side // stride
     target = np.zeros((grid, grid, 6), np.float32)
     yy, xx = np.mgrid[0:grid, 0:grid].astype(np.float32)
     for x0, y0, x1, y1 in boxes:
         w, h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
-        cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
+        cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
         ix, iy = int(np.clip(np.floor(cx), 0, grid - 1)), int(np.clip(np.floor(cy), 0, grid - 1))
-        sigma = max(0.6, min(w, h) / STRIDE / 8)
+        sigma = max(0.6, min(w, h) / stride / 8)
         peak = np.exp(-((xx - cx + 0.5) ** 2 + (yy - cy + 0.5) ** 2) / (2 * sigma * sigma))
         target[..., 0] = np.maximum(target[..., 0], peak)
         target[iy, ix, 0] = 1.0
-        target[iy, ix, 1:5] = [np.log(w / STRIDE), np.log(h / STRIDE), cx - ix, cy - iy]
+        target[iy, ix, 1:5] = [np.log(w / stride), np.log(h / stride), cx - ix, cy - iy]
         target[iy, ix, 5] = 1.0
     return target
 
@@ -287,7 +287,7 @@ class Samples:
     def __init__(self, synthetic: list[dict], synthetic_dir: Path, real: list[tuple[Image.Image, np.ndarray]],
                  real_repeat: int, batch: int, seed: int,
                  close_ups: list[tuple[Image.Image, np.ndarray]] = (), close_ups_per_epoch: int = 0,
-                 side: int = INPUT_SIDE, frame_cuts: float = 0.0):
+                 side: int = INPUT_SIDE, frame_cuts: float = 0.0, stride: int = STRIDE):
         self.items = [("synthetic", index) for index in range(len(synthetic))]
         self.items += [("real", index) for index in range(len(real))] * real_repeat
         # close-ups: a fresh draw from the pool at every epoch (the slot, not the picture, is the item)
@@ -295,6 +295,7 @@ class Samples:
         self.synthetic, self.synthetic_dir, self.real, self.close_ups = synthetic, synthetic_dir, real, close_ups
         self.batch, self.seed, self.epoch, self.side = batch, seed, 0, side
         self.frame_cuts = frame_cuts  # the share of scenes and photos seen through a smaller window (frame_cut)
+        self.stride = stride
         self.order = np.arange(len(self.items))
 
     def __len__(self) -> int:
@@ -323,7 +324,7 @@ class Samples:
             image, boxes = self.close_ups[int(rng.integers(len(self.close_ups)))]
             canvas, boxes, size = place(image, boxes, rng, (0.35, 1.0), self.side)
         canvas, boxes = augment(canvas, boxes, size, rng)
-        return canvas, encode_targets(boxes, self.side)
+        return canvas, encode_targets(boxes, self.side, self.stride)
 
     def batch_at(self, step: int):
         pairs = [self.sample(step * self.batch + k) for k in range(self.batch)]
@@ -334,10 +335,11 @@ class Samples:
 # ------------------------------------------------------------------------------------------ model
 
 
-def build_model(weights: str | None, side: int = INPUT_SIDE):
+def build_model(weights: str | None, side: int = INPUT_SIDE, stride: int = STRIDE):
     """MobileNetV2 (alpha 1) cut at block_12_add (stride 16) and block_5_add (stride 8), a light FPN merge at
     stride 8 and two heads: centre probability (sigmoid) and 4 regressions (log w, log h, offset x, y), for a
-    ``side`` x ``side`` input."""
+    ``side`` x ``side`` input. With ``stride`` 4 the merge goes one level further, with block_2_add (stride 4),
+    before the same heads: coins lying on each other have their centres a cell or less apart at stride 8."""
     import keras
     from keras import layers
 
@@ -345,10 +347,10 @@ def build_model(weights: str | None, side: int = INPUT_SIDE):
                                           weights=weights)
     c8, c16 = base.get_layer("block_5_add").output, base.get_layer("block_12_add").output
 
-    def conv_bn(x, filters, kernel, name, separable=False):
+    def conv_bn(x, filters, kernel, name, separable=False, gamma="ones"):
         Conv = layers.SeparableConv2D if separable else layers.Conv2D
         x = Conv(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(gamma_initializer=gamma, name=f"{name}_bn")(x)
         return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
     p16 = conv_bn(c16, 96, 1, "finder_lateral16")
@@ -357,6 +359,14 @@ def build_model(weights: str | None, side: int = INPUT_SIDE):
     x = layers.Add(name="finder_merge")([p16, p8])
     x = conv_bn(x, 96, 3, "finder_mix1", separable=True)
     x = conv_bn(x, 96, 3, "finder_mix2", separable=True)
+    if stride == 4:  # the layers above keep their names, so a stride-8 finder's weights carry over (carry_weights)
+        x = layers.UpSampling2D(2, interpolation="bilinear", name="finder_up4")(x)
+        p4 = conv_bn(base.get_layer("block_2_add").output, 96, 1, "finder_lateral4")
+        merged = layers.Add(name="finder_merge4")([x, p4])
+        # a residual whose last scale starts at zero: the new finder starts as the stride-8 one's answer, upsampled
+        x = layers.Add(name="finder_fine4")([x, conv_bn(merged, 96, 3, "finder_mix4", separable=True, gamma="zeros")])
+    elif stride != 8:
+        raise ValueError(f"stride is one of {STRIDES}, not {stride}")
     heat = conv_bn(x, 64, 3, "finder_heat", separable=True)
     heat = layers.Conv2D(1, 1, activation="sigmoid", name="finder_heat_out",
                          bias_initializer=keras.initializers.Constant(-2.19))(heat)
@@ -449,7 +459,7 @@ def command_train(args) -> int:
     close_ups = load_close_ups(work, args.coin_images, args.real_photos, args.close_up_pool, rng, side) \
         if args.close_ups else []
     samples = Samples(synthetic, work / "synthetic", real, args.real_repeat, args.batch, args.seed,
-                      close_ups, args.close_ups, side, args.frame_cuts)
+                      close_ups, args.close_ups, side, args.frame_cuts, args.stride)
     log.info("%d samples an epoch (%d synthetic, %d real x %d, %d close-ups from %d), %d steps of %d",
              len(samples.items), len(synthetic), len(real), args.real_repeat, args.close_ups if close_ups else 0,
              len(close_ups), len(samples), args.batch)
@@ -460,17 +470,22 @@ def command_train(args) -> int:
         model = keras.saving.load_model(checkpoint, custom_objects={"finder_loss": finder_loss})
         start_epoch = json.loads(state_path.read_text())["epochs_done"]
         log.info("resumed from %s after epoch %d", checkpoint, start_epoch)
+        if output_stride(model) != args.stride:  # its samples would be encoded for another grid
+            raise SystemExit(f"{checkpoint} has stride {output_stride(model)}: resume with --stride "
+                             f"{output_stride(model)}")
     else:
         if args.init:  # a trained finder's weights, a fresh optimiser and schedule (a second stage)
             model = keras.saving.load_model(args.init, compile=False)
             log.info("weights from %s", args.init)
-            if input_side(model) != side:  # the network is convolutional: the same weights serve any input side
-                log.info("input side %d (the init model's was %d)", side, input_side(model))
-                resized = build_model(None, side)
-                resized.set_weights(model.get_weights())
-                model = resized
+            if input_side(model) != side or output_stride(model) != args.stride:
+                # the network is convolutional: the same weights serve any input side; a finer output adds layers
+                log.info("input side %d, stride %d (the init model's were %d and %d)", side, args.stride,
+                         input_side(model), output_stride(model))
+                rebuilt = build_model(None, side, args.stride)
+                carry_weights(model, rebuilt)
+                model = rebuilt
         else:
-            model = build_model(None if str(args.weights) == "none" else str(args.weights), side)
+            model = build_model(None if str(args.weights) == "none" else str(args.weights), side, args.stride)
         for layer in model.layers:  # the stem and first blocks stay as ImageNet made them (speed, small data)
             if layer.name.startswith(("Conv1", "bn_Conv1", "expanded_conv", "block_1_", "block_2_")):
                 layer.trainable = False
@@ -514,6 +529,26 @@ def input_side(model) -> int:
     return int(model.input_shape[1])
 
 
+def output_stride(model) -> int:
+    """Input pixels a cell of a finder network's output (8; 4 for one built with ``--stride 4``)."""
+    return input_side(model) // int(model.output_shape[1])
+
+
+def carry_weights(trained, model) -> None:
+    """A trained finder's weights into ``model`` (another input side or stride), layer by layer by name; a layer
+    only ``model`` has keeps its initial weights. From stride 8 to 4 a coin is twice as many cells across, so the
+    regression's log width and height start log 2 higher."""
+    by_name = {layer.name: layer for layer in trained.layers}
+    for layer in model.layers:
+        if layer.name in by_name and layer.weights:
+            layer.set_weights(by_name[layer.name].get_weights())
+    ratio = output_stride(trained) / output_stride(model)
+    if ratio != 1:
+        kernel, bias = model.get_layer("finder_reg_out").get_weights()
+        bias[:2] += np.log(ratio)
+        model.get_layer("finder_reg_out").set_weights([kernel, bias])
+
+
 def recalibrate_batch_norm(model, samples: "Samples", batches: int) -> None:
     """Re-estimate the moving mean and variance of every trainable BatchNormalization layer as the plain average
     over ``batches`` training batches (weights untouched). The moving averages of a short run lag the weights
@@ -534,13 +569,14 @@ def recalibrate_batch_norm(model, samples: "Samples", batches: int) -> None:
     log.info("batch norm re-estimated over %d batches of %d (%d layers)", batches, samples.batch, len(norms))
 
 
-def samples_of(work: Path, scenes: Path, batch: int, real_repeat: int, seed: int, side: int) -> "Samples":
+def samples_of(work: Path, scenes: Path, batch: int, real_repeat: int, seed: int, side: int,
+               stride: int = STRIDE) -> "Samples":
     """The training samples of a run, from its folder (synthetic labels, split.json) and coin-scenes/train."""
     photos = read_scene_boxes(scenes)
     train_files = json.loads((work / "split.json").read_text())["train"]
     synthetic = [json.loads(line) for line in (work / "synthetic" / "labels.jsonl").read_text().splitlines()]
     return Samples(synthetic, work / "synthetic", load_real(scenes, train_files, photos), real_repeat, batch, seed,
-                   side=side)
+                   side=side, stride=stride)
 
 
 def command_calibrate(args) -> int:
@@ -549,7 +585,7 @@ def command_calibrate(args) -> int:
 
     setup_logging(args.work)
     model = keras.saving.load_model(args.work / "checkpoint.keras", custom_objects={"finder_loss": finder_loss})
-    samples = samples_of(args.work, args.scenes, args.batch, 4, args.seed, input_side(model))
+    samples = samples_of(args.work, args.scenes, args.batch, 4, args.seed, input_side(model), output_stride(model))
     recalibrate_batch_norm(model, samples, args.batches)
     model.save(args.work / "final.keras")
     log.info("saved %s", args.work / "final.keras")
@@ -591,6 +627,8 @@ def command_tune(args) -> int:
     """Pick the score threshold, the same-coin overlap, the flip test, when the second look runs and the peak
     window, within the time budget (``--max-runs``), on the held-out train photos, synthetic scenes and catalogue
     close-ups of the validation split."""
+    import keras
+
     from coinspotter.finder import PEAK_WINDOWS, search
     from coinspotter.scene_metrics import match_boxes
 
@@ -622,7 +660,8 @@ def command_tune(args) -> int:
             pairs.append((picture, close_up_boxes(picture, catalogue=True)))
         sets["catalogue close-ups (validation)"] = [(picture, boxes) for picture, boxes in pairs if boxes]
     model_path = final_model(args.work)
-    log.info("tuning %s", model_path)
+    stride = output_stride(keras.saving.load_model(model_path, compile=False))
+    log.info("tuning %s (stride %d)", model_path, stride)
     grid = {}
     for label, pairs in sets.items():
         outputs = predict_outputs(model_path, [image for image, _ in pairs])
@@ -636,7 +675,7 @@ def command_tune(args) -> int:
                 def looked_at(fill, flip=flip, asked=asked):
                     asked.append(fill)
                     return outputs_at(fill, flip)
-                found = search(looked_at, float(threshold), overlap, second_look, peak_window)
+                found = search(looked_at, float(threshold), overlap, second_look, peak_window, stride)
                 looks += len(asked) * (2 if flip else 1)
                 hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in found])
                 tp, fp, fn = tp + hit, fp + n_found - hit, fn + len(truth) - hit
@@ -704,15 +743,16 @@ def command_export(args) -> int:
     state = json.loads((args.work / "state.json").read_text())
     arguments = args.work / "arguments.json"
     train_args = json.loads(arguments.read_text()) if arguments.exists() else {}
-    side = input_side(model)
+    side, stride = input_side(model), output_stride(model)
     card = {
         "name": "coin_finder",
-        "what": "learned coin finder: CenterNet-style centre/size heat map, stride 8, on MobileNetV2 (alpha 1) "
-                f"cut at block_12_add, input {side}x{side} (photo letterboxed top left, grey 128)",
+        "what": f"learned coin finder: CenterNet-style centre/size heat map, stride {stride}, on MobileNetV2 "
+                f"(alpha 1) cut at block_12_add, input {side}x{side} (photo letterboxed top left, grey 128)",
         "input_side": side,
         "input": f"float32 (1, {side}, {side}, 3), RGB / 127.5 - 1",
-        "output": f"(1, {side // STRIDE}, {side // STRIDE}, 5): centre probability, log width and log height in "
-                  f"cells of {STRIDE} px, x and y offset",
+        "output": f"(1, {side // stride}, {side // stride}, 5): centre probability, log width and log height in "
+                  f"cells of {stride} px, x and y offset",
+        "stride": stride,
         "score_threshold": tuning.get("score_threshold"),
         "same_coin_overlap": tuning.get("same_coin_overlap"),
         "flip_test": bool(tuning.get("flip_test", False)),
@@ -760,6 +800,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--input-side", type=int, default=INPUT_SIDE,
                        help="side of the square input in pixels, a multiple of 32 (with --init: the weights are "
                             "carried over to this side)")
+    train.add_argument("--stride", type=int, choices=STRIDES, default=STRIDE,
+                       help="input pixels a cell of the output (4: one more merge level, block_2_add; with --init "
+                            "from a stride-8 finder its weights are carried over)")
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument("--steps", type=int, default=0, help="steps an epoch (0: all samples); for timing runs")
     train.add_argument("--batch", type=int, default=16)
