@@ -6,8 +6,9 @@
 The network is convolutional, so the same weights run at any side that is a multiple of 32. Measured, at each side
 and at thresholds 0.4 / 0.5 / 0.6 (the served search otherwise: same-coin overlap 0.7, the second look when a coin
 is half the photo across), on train-side data only: the held-out coin-scenes/train photos (every 5th per source,
-as ``train_finder.py`` holds them out) and ``--crowds`` synthetic scenes of 8-15 drawn coins. This is how stage 6's
-input side (512) was chosen; coin-scenes/dev is never read.
+as ``train_finder.py`` holds them out) and ``--crowds`` synthetic scenes of 8-15 drawn coins (labelled as
+``make_photo_scene`` labels them: coins under others from 0.15 of them seen; 0.4 when stage 6's input side, 512, was
+chosen by this). coin-scenes/dev is never read.
 """
 from __future__ import annotations
 
