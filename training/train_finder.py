@@ -167,11 +167,11 @@ def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | Non
 
 
 def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side: int = INPUT_SIDE,
-                     heap_share: float = 0.2, min_visible_share: float | None = None) -> list[dict]:
+                     heap_share: float = 0.2, min_visible_share: float = MIN_VISIBLE_SHARE) -> list[dict]:
     """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side ``side``) and labels.jsonl; resumable.
 
     ``heap_share``: the share of scenes whose coins lie in a heap; ``min_visible_share``: how much of a coin under
-    others must be seen for it to be labelled (``make_photo_scene``; None: its default)."""
+    others must be seen for it to be labelled (``make_photo_scene``)."""
     from tqdm import tqdm
 
     from coinspotter.synthetic import make_photo_scene
@@ -193,7 +193,7 @@ def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side
             rng = np.random.default_rng([seed, index])
             n_coins = 0 if rng.random() < 0.1 else int(rng.integers(1, 16))
             scene = make_photo_scene(rng, n_coins, faces=faces, backgrounds=backgrounds, heap_share=heap_share,
-                                     **({} if min_visible_share is None else {"min_visible_share": min_visible_share}))
+                                     min_visible_share=min_visible_share)
             scale = side / max(scene.image.size)
             size = (round(scene.image.width * scale), round(scene.image.height * scale))
             scene.image.resize(size, Image.BILINEAR).save(folder / name, quality=int(rng.integers(45, 96)))
