@@ -31,15 +31,13 @@ def read_rows(specs: list[str], source: str) -> list[dict]:
     rows = []
     for index, spec in enumerate(specs):
         path, label = parse_report(spec)
+        searches = (["hough"] if index == 0 else []) + ["finder"]
         try:
             results = json.loads(path.read_text())["results"]
-        except (OSError, ValueError, KeyError) as error:
-            raise SystemExit(f"{path}: not a coin_scenes.py report ({error})") from None
-        searches = (["hough"] if index == 0 else []) + ["finder"]
-        for search in searches:
-            figures = results[search]
-            rows.append({"label": "Hough" if search == "hough" else label,
-                         "all": figures["all"], "source": figures.get(f"source: {source}")})
+            rows += [{"label": "Hough" if search == "hough" else label, "all": results[search]["all"],
+                      "source": results[search].get(f"source: {source}")} for search in searches]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SystemExit(f"{path}: not a coin_scenes.py report ({error!r})") from None
     return rows
 
 

@@ -44,9 +44,12 @@ def test_it_writes_a_picture(plot_stages, tmp_path):
         assert picture.format == "PNG" and picture.width > picture.height
 
 
-@pytest.mark.parametrize("spec", ["no-label.json", "{missing}:stage 1", "{not_a_report}:stage 1"])
+@pytest.mark.parametrize("spec", ["no-label.json", "{missing}:stage 1", "{not_a_report}:stage 1",
+                                  "{no_finder}:stage 1"])
 def test_a_bad_report_is_a_clear_error(plot_stages, tmp_path, spec):
     (tmp_path / "not_a_report.json").write_text(json.dumps({"rows": []}))
-    spec = spec.format(missing=tmp_path / "missing.json", not_a_report=tmp_path / "not_a_report.json")
+    (tmp_path / "no_finder.json").write_text(json.dumps({"results": {"hough": {"all": figures(1, 1, 1)}}}))
+    spec = spec.format(missing=tmp_path / "missing.json", not_a_report=tmp_path / "not_a_report.json",
+                       no_finder=tmp_path / "no_finder.json")
     with pytest.raises(SystemExit, match="FILE:LABEL|not a coin_scenes.py report"):
         plot_stages.read_rows([spec], "heaps")
