@@ -23,7 +23,9 @@ How a photo is searched:
 5. a second look with the photo at half size, and coins at least half the photo across (close-ups) are taken
    from it (``search``); the card's ``second_look`` says when it runs: ``"large"`` when the first look found
    such a coin or none, ``"always"`` for every photo (a close-up's coin can be boxed small, on its middle, at the
-   first look, and then nothing asked for the second).
+   first look, and then nothing asked for the second); ``"zoom"``: when the first look found coins and none
+   of them large, the second look is the part of the photo that holds them, enlarged (``zoom_region``), and its
+   coins join the first look's, so small coins of a heap are seen larger; otherwise the half-size look.
 
 The page, the API and the command line use it; ``COINSPOTTER_FINDER=hough`` chooses the Hough localiser instead.
 Nothing heavy is imported at module import: LiteRT or TensorFlow is loaded on the first call (or ``load``).
@@ -63,6 +65,11 @@ MAX_CANDIDATES = 1000  # cells kept before merging with peak window 1 (most prob
 # coin at the first look asks for the second.
 CLOSE_UP_FILL = 0.5
 LARGE_SHARE = 0.25
+# The zoomed second look (second_look "zoom"; see zoom_region). Its region is placed by the coins found at a fixed
+# threshold, not the card's, so that tuning can keep one zoomed look a photo for every threshold it tries.
+ZOOM_SEED_THRESHOLD = 0.3
+ZOOM_MAX = 2.0  # at most twice the first look's scale: the region is at least half the photo's longer side
+ZOOM_MIN = 1.25  # a smaller gain is not worth a look: the half-size look runs instead
 
 
 @dataclass(frozen=True)
@@ -172,27 +179,80 @@ def one_box_per_coin(detections: list[Detection], same_coin: float = SAME_COIN_O
     return kept
 
 
-SECOND_LOOKS = ("large", "always")
+SECOND_LOOKS = ("large", "always", "zoom")
+
+
+def _widen(low: float, high: float, least: float, limit: float) -> tuple[float, float]:
+    """The span [low, high] grown round its middle to at least ``least`` (or all of [0, limit]), kept inside."""
+    least = min(least, limit)
+    if high - low < least:
+        middle = (low + high) / 2
+        low, high = middle - least / 2, middle + least / 2
+    shift = max(0.0, -low) - max(0.0, high - limit)
+    return max(0.0, low + shift), min(limit, high + shift)
+
+
+def zoom_region(output: np.ndarray, scale: float, stride: int, photo_size: tuple[int, int]) -> tuple | None:
+    """Where the zoomed second look looks (photo pixels, whole numbers: x0, y0, x1, y1), or None when it should
+    not: the box round the coins of the first look's ``output`` at ``ZOOM_SEED_THRESHOLD``, widened by their median
+    diameter on each side (a heap's edge coins the first look missed lie there), grown to at least 1 / ``ZOOM_MAX``
+    of the photo's longer side and kept inside the photo. None when no coin is found, one is large (a close-up: the
+    half-size look is what it needs) or the region would be enlarged less than ``ZOOM_MIN`` times."""
+    width, height = photo_size
+    longer = max(width, height)
+    seeds = one_box_per_coin(decode(output, ZOOM_SEED_THRESHOLD, scale, stride=stride))
+    if not seeds or any(item.radius >= LARGE_SHARE * longer for item in seeds):
+        return None
+    margin = float(np.median([2 * item.radius for item in seeds]))
+    x0, x1 = _widen(min(d.x0 for d in seeds) - margin, max(d.x1 for d in seeds) + margin, longer / ZOOM_MAX, width)
+    y0, y1 = _widen(min(d.y0 for d in seeds) - margin, max(d.y1 for d in seeds) + margin, longer / ZOOM_MAX, height)
+    region = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
+    if longer / max(region[2] - region[0], region[3] - region[1]) < ZOOM_MIN:
+        return None
+    return region
 
 
 def search(outputs_at, threshold: float, same_coin: float, second_look: str = "large",
-           peak_window: int = 3, stride: int = STRIDE) -> list[Detection]:
+           peak_window: int = 3, stride: int = STRIDE, photo_size: tuple[int, int] | None = None) -> list[Detection]:
     """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
-    at ``fill`` of the input side. Shared by serving (``CoinFinder.detect``) and tuning (which caches outputs).
+    at ``fill`` of the input side (and, for the zoomed look, ``outputs_at(1.0, region)``: those of the photo's
+    ``region``, x0, y0, x1, y1, filling the input). Shared by serving (``CoinFinder.detect``) and tuning (which
+    caches outputs).
 
     A coin at least half the photo across is taken from a second look with the photo at half size
     (``CLOSE_UP_FILL``), where it has a size the network knows well: at full size such a close-up is found
     but boxed too small, on its middle (measured on catalogue close-ups of the validation split). With
     ``second_look="large"`` it runs only when the first finds nothing or such a large coin; with ``"always"``
-    for every photo (twice the network's time). ``peak_window`` and ``stride``: see ``decode``."""
+    for every photo (twice the network's time); with ``"zoom"`` it runs when ``zoom_region`` (which needs the
+    photo's ``photo_size``, width and height) gives no region, and otherwise the zoomed look runs instead: the
+    coins it finds join the first look's (one box a coin), but not those cut by the region's edge inside the
+    photo (they are the first look's, or partly outside). ``peak_window`` and ``stride``: see ``decode``."""
     if second_look not in SECOND_LOOKS:
         raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
     if peak_window not in PEAK_WINDOWS:
         raise ValueError(f"peak_window is one of {PEAK_WINDOWS}, not {peak_window!r}")
+    if second_look == "zoom" and photo_size is None:
+        raise ValueError("the zoomed second look needs the photo's size")
     output, scale = outputs_at(1.0)
     large_radius = LARGE_SHARE * output.shape[0] * stride / scale  # in photo pixels: a quarter of its longer side
     found = one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window, stride=stride), same_coin)
-    if second_look == "always" or not found or any(item.radius >= large_radius for item in found):
+    has_large = any(item.radius >= large_radius for item in found)
+    region = zoom_region(output, scale, stride, photo_size) if second_look == "zoom" and found and not has_large \
+        else None
+    if region is not None:
+        zoomed, zoom_scale = outputs_at(1.0, region)
+        x0, y0, x1, y1 = region
+        edge = 2 * stride / zoom_scale  # two cells of the zoomed look, in photo pixels
+        inner = (x0 > 0, y0 > 0, x1 < photo_size[0], y1 < photo_size[1])
+        more = []
+        for item in decode(zoomed, threshold, zoom_scale, peak_window=peak_window, stride=stride):
+            item = Detection(item.x0 + x0, item.y0 + y0, item.x1 + x0, item.y1 + y0, item.score)
+            cut = (inner[0] and item.x0 <= x0 + edge, inner[1] and item.y0 <= y0 + edge,
+                   inner[2] and item.x1 >= x1 - edge, inner[3] and item.y1 >= y1 - edge)
+            if not any(cut):
+                more.append(item)
+        found = one_box_per_coin(found + more, same_coin)
+    elif second_look in ("always", "zoom") or not found or has_large:
         output, scale = outputs_at(CLOSE_UP_FILL)
         close = [item for item in one_box_per_coin(decode(output, threshold, scale, peak_window=peak_window,
                                                           stride=stride), same_coin)
@@ -243,7 +303,7 @@ class CoinFinder:
 
     @property
     def second_look(self) -> str:
-        """When the half-size second look runs (``search``): ``"large"`` (the default) or ``"always"``."""
+        """Which second look runs, and when (``search``): ``"large"`` (the default), ``"always"`` or ``"zoom"``."""
         return str(self.card.get("second_look", "large"))
 
     @property
@@ -339,8 +399,12 @@ class CoinFinder:
         if raw is None:
             return None
         threshold = self.score_threshold if threshold is None else threshold
-        found = search(lambda fill: raw if fill == 1.0 else self.outputs(image, fill=fill), threshold,
-                       self.same_coin_overlap, self.second_look, self.peak_window, self.stride)
+        def outputs_at(fill: float, region: tuple | None = None):
+            if region is not None:
+                return self.outputs(image.crop(region), fill=fill)
+            return raw if fill == 1.0 else self.outputs(image, fill=fill)
+        found = search(outputs_at, threshold, self.same_coin_overlap, self.second_look, self.peak_window,
+                       self.stride, photo_size=image.size)
         return [clip_detection(item, image.width, image.height) for item in found]
 
     def locate(self, image: Image.Image) -> LocalizationResult:

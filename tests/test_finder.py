@@ -179,6 +179,57 @@ def test_second_look_always_finds_the_close_up_boxed_small_at_the_first_look():
         finder_module.search(outputs_at, 0.5, 0.7, "sometimes")
 
 
+def test_zoom_region_holds_the_coins_found_widened_and_at_most_doubles_the_scale():
+    """A 1024 x 768 photo at 384 px (scale 0.375): two 40-px coins near the middle. The box round them, widened by
+    a coin's diameter each side, is grown to half the photo's longer side (a 2x zoom at most) round its middle."""
+    scale = 384 / 1024
+
+    def first_look(coins):  # (x, y, diameter) in photo pixels
+        return output_with([(x * scale, y * scale, 0.9, d * scale, d * scale) for x, y, d in coins])
+
+    region = finder_module.zoom_region(first_look([(500, 400, 40), (560, 420, 40)]), scale, STRIDE, (1024, 768))
+    assert region == pytest.approx((274, 154, 786, 666), abs=1)
+    # near the photo's corner the region is kept inside it
+    corner = finder_module.zoom_region(first_look([(30, 30, 40)]), scale, STRIDE, (1024, 768))
+    assert corner[:2] == (0, 0) and corner[2] == pytest.approx(512, abs=1) and corner[3] == pytest.approx(512, abs=1)
+    # no zoom: no coin, a close-up's large coin, or coins all over the photo (nothing to enlarge)
+    assert finder_module.zoom_region(first_look([]), scale, STRIDE, (1024, 768)) is None
+    assert finder_module.zoom_region(first_look([(512, 384, 600)]), scale, STRIDE, (1024, 768)) is None
+    assert finder_module.zoom_region(first_look([(60, 60, 40), (960, 700, 40)]), scale, STRIDE, (1024, 768)) is None
+
+
+def test_zoomed_second_look_adds_the_small_coins_it_sees_but_not_those_its_edge_cuts():
+    """The first look finds one coin of a heap; the zoomed look (the photo's region enlarged twice) finds it again,
+    a small coin beside it, and a coin cut by the region's edge inside the photo, which is left to the first look.
+    Without a coin at the first look the half-size look runs instead."""
+    scale = 384 / 1024
+    asked = []
+
+    def outputs_at(fill, region=None):
+        asked.append(region if region is not None else fill)
+        if region is None:
+            coins = [(500 * scale, 400 * scale, 0.9, 40 * scale, 40 * scale)] if fill == 1.0 else []
+            return output_with(coins), scale * fill
+        zoom = 384 / (region[2] - region[0])  # the region's photo pixels to the input's
+        in_region = [(500, 400, 0.8, 40), (545, 400, 0.6, 24), (region[0] + 6, 400, 0.9, 30)]
+        return output_with([((x - region[0]) * zoom, (y - region[1]) * zoom, p, d * zoom, d * zoom)
+                            for x, y, p, d in in_region]), zoom
+
+    found = finder_module.search(outputs_at, 0.5, 0.7, "zoom", photo_size=(1024, 768))
+    assert len(asked) == 2 and asked[0] == 1.0 and len(asked[1]) == 4
+    assert sorted((round(d.cx), round(d.x1 - d.x0)) for d in found) == [(500, 40), (545, 24)]
+    assert [d.score for d in found if round(d.cx) == 500] == [pytest.approx(0.9)]  # the first look's, more sure
+
+    def nothing_at(fill, region=None):
+        asked.append(region if region is not None else fill)
+        return output_with([]), scale * fill
+    asked.clear()
+    assert finder_module.search(nothing_at, 0.5, 0.7, "zoom", photo_size=(1024, 768)) == []
+    assert asked == [1.0, 0.5]
+    with pytest.raises(ValueError, match="photo's size"):
+        finder_module.search(outputs_at, 0.5, 0.7, "zoom")
+
+
 def test_peak_window_one_keeps_small_coins_in_next_cells_and_merges_a_coins_own_cells():
     """Two small coins lying on each other, centres in next cells: a 3 x 3 maximum keeps one; every cell, merged
     by the same-coin overlap, keeps both, and a larger coin's two cells stay one coin."""

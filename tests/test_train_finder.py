@@ -85,7 +85,7 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
                               "2", "--max-runs", "1"]) == 0
     frugal = json.loads((work / "tuning.json").read_text())
     assert not frugal["flip_test"] and frugal["second_look"] == "large" and frugal["max_runs_allowed"] == 1
-    assert frugal["second_looks_allowed"] == ["large", "always"]
+    assert frugal["second_looks_allowed"] == ["large", "always", "zoom"]
     # the second look restricted to every photo: within the default budget of 2 runs that leaves no flip test
     assert train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(work), "--synthetic-check",
                               "2", "--second-looks", "always"]) == 0
@@ -100,12 +100,12 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     tuning = json.loads((work / "tuning.json").read_text())
     assert set(tuning["at_choice"]) == {"held-out train photos", "synthetic check scenes (drawn coins)",
                                         "catalogue close-ups (validation)"}
-    runs = (2 if tuning["flip_test"] else 1) * (2 if tuning["second_look"] == "always" else 1)
+    runs = (2 if tuning["flip_test"] else 1) * (2 if tuning["second_look"] in ("always", "zoom") else 1)
     assert runs <= tuning["max_runs_allowed"] == 2  # the default time budget
     assert train_finder.main(["export", "--work", str(work), "--out", str(out)]) == 0
     card = json.loads((out / "coin_finder.json").read_text())
     assert card["score_threshold"] == tuning["score_threshold"]
-    assert card["second_look"] == tuning["second_look"] in ("large", "always")
+    assert card["second_look"] == tuning["second_look"] in ("large", "always", "zoom")
     assert card["peak_window"] == tuning["peak_window"] in (3, 1)
     assert all(v["network_runs_per_photo"] >= 1 for v in tuning["at_choice"].values())
     assert card["trained"]["arguments"]["epochs"] == 1 and card["trained"]["arguments"]["weights"] == "none"
@@ -113,6 +113,18 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     assert finder.load(), finder.error
     assert card["input_side"] == finder.input_side == 384
     assert finder.outputs(Image.new("RGB", (100, 80)))[0].shape == (GRID, GRID, 5)
+
+    # the exported finder as a run folder again (its run gone): the same network, split and state; tune works on it
+    adopted = tmp_path / "adopted"
+    assert train_finder.main(["adopt", "--finder", str(out), "--scenes", str(data / "scenes"),
+                              "--work", str(adopted)]) == 0
+    assert json.loads((adopted / "split.json").read_text()) == split
+    assert json.loads((adopted / "state.json").read_text())["epochs_done"] == card["trained"]["epochs"] == 2
+    assert json.loads((adopted / "arguments.json").read_text()) == card["trained"]["arguments"]
+    assert train_finder.main(["tune", "--scenes", str(data / "scenes"), "--work", str(adopted), "--synthetic-check",
+                              "2", "--second-looks", "zoom"]) == 0
+    again = json.loads((adopted / "tuning.json").read_text())
+    assert again["second_look"] == "zoom" and again["network_runs_at_choice"] <= 2
 
     # a further stage at another input side: the trained weights carried over, the card and the app follow it
     bigger, bigger_out = tmp_path / "bigger", tmp_path / "bigger_export"

@@ -598,9 +598,10 @@ def final_model(work: Path) -> Path:
 
 
 def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
-    """For each image, ``outputs_at(fill, flip)``: what ``finder.search`` wants (the network's output and the
-    letterbox scale, through the same letterbox as serving; with ``flip``, merged with the mirror image's as
-    the card's flip test does), from a .keras/.h5 model, computed on first use and kept (tuning asks again)."""
+    """For each image, ``outputs_at(fill, flip, region)``: what ``finder.search`` wants (the network's output and
+    the letterbox scale, of the photo or its ``region``, through the same letterbox as serving; with ``flip``, merged
+    with the mirror image's as the card's flip test does), from a .keras/.h5 model, computed on first use and kept
+    (tuning asks again)."""
     import keras
 
     from coinspotter.finder import letterbox, merge_flipped, model_input_pair
@@ -611,12 +612,12 @@ def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
     def outputs_of(image):
         kept = {}
 
-        def outputs_at(fill: float, flip: bool = False):
-            if fill not in kept:
-                canvas, scale = letterbox(image, side=side, fill=fill)
+        def outputs_at(fill: float, flip: bool = False, region: tuple | None = None):
+            if (fill, region) not in kept:
+                canvas, scale = letterbox(image if region is None else image.crop(region), side=side, fill=fill)
                 plain, mirrored = np.asarray(model(model_input_pair(canvas), training=False))
-                kept[fill] = plain, merge_flipped(plain, mirrored), scale
-            plain, merged, scale = kept[fill]
+                kept[fill, region] = plain, merge_flipped(plain, mirrored), scale
+            plain, merged, scale = kept[fill, region]
             return (merged if flip else plain), scale
         outputs_at(1.0)
         return outputs_at
@@ -672,10 +673,11 @@ def command_tune(args) -> int:
             for (image, truth), outputs_at in zip(pairs, outputs):
                 asked = []
 
-                def looked_at(fill, flip=flip, asked=asked):
+                def looked_at(fill, region=None, flip=flip, asked=asked):
                     asked.append(fill)
-                    return outputs_at(fill, flip)
-                found = search(looked_at, float(threshold), overlap, second_look, peak_window, stride)
+                    return outputs_at(fill, flip, region)
+                found = search(looked_at, float(threshold), overlap, second_look, peak_window, stride,
+                               photo_size=image.size)
                 looks += len(asked) * (2 if flip else 1)
                 hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in found])
                 tp, fp, fn = tp + hit, fp + n_found - hit, fn + len(truth) - hit
@@ -694,7 +696,7 @@ def command_tune(args) -> int:
 
     def price(key):  # what a setting costs at most: the flip test and the second look for every photo each double it
         _threshold, _overlap, flip, second_look, _peak_window = key  # the peak window costs nothing
-        return (2 if flip else 1) * (2 if second_look == "always" else 1)
+        return (2 if flip else 1) * (2 if second_look in ("always", "zoom") else 1)
     # Only settings within the time budget (issue 13: 60 ms a 1024-px photo; a look at 512 px takes about 20 ms on
     # the 2-core machine, benchmarks/finder_speed.py) are candidates. Of those within EARN_ITS_PLACE of the best
     # merit, the cheapest wins (and among those the best), so a costlier one must earn its place.
@@ -720,6 +722,28 @@ def command_tune(args) -> int:
          "grid": {f"{k[0]:.2f}/{k[1]:.1f}/{'flip' if k[2] else 'plain'}/{k[3]}/window {k[4]}": v
                   for k, v in grid.items()}},
         indent=1))
+    return 0
+
+
+def command_adopt(args) -> int:
+    """An exported finder (OUT of ``export``: its .h5 and card) as a run folder again, so that ``tune``, ``export``
+    and ``train --init`` work on it where its run folder is gone (a new machine): WORK/final.keras, the split of
+    coin-scenes/train (the same held-out photos: ``split_train_photos`` is fixed by name), and the state and
+    arguments its card quotes."""
+    from coinspotter.inference import load_keras_model
+
+    setup_logging(args.work)
+    card = json.loads((args.finder / "coin_finder.json").read_text())
+    model = load_keras_model(args.finder / "coin_finder.h5")
+    model.save(args.work / "final.keras")
+    train_files, held = split_train_photos(read_scene_boxes(args.scenes))
+    (args.work / "split.json").write_text(json.dumps({"train": train_files, "held_out": held}, indent=1))
+    trained = card.get("trained", {})
+    (args.work / "state.json").write_text(json.dumps({"epochs_done": trained.get("epochs", 0),
+                                                      "loss": trained.get("final_loss", float("nan"))}))
+    (args.work / "arguments.json").write_text(json.dumps(trained.get("arguments", {}), indent=1))
+    log.info("adopted %s (input %d, stride %d) as %s", args.finder, input_side(model), output_stride(model),
+             args.work / "final.keras")
     return 0
 
 
@@ -831,15 +855,20 @@ def main(argv: list[str] | None = None) -> int:
                            "every photo each double them): the time budget")
     tune.add_argument("--second-looks", nargs="+", choices=SECOND_LOOKS, default=list(SECOND_LOOKS),
                       help="second looks to choose from (\"always\": a close-up at 512 px is boxed small at the "
-                           "first look, and the classifier's crops suffer; see the finder's README)")
+                           "first look, and the classifier's crops suffer; \"zoom\": the part of the photo holding "
+                           "the coins found, enlarged, for small coins in heaps; see the finder's README)")
     tune.add_argument("--seed", type=int, default=0)
+    adopt = commands.add_parser("adopt", help="an exported finder as a run folder again (to tune it or train on)")
+    adopt.add_argument("--finder", type=Path, required=True, help="exported folder (coin_finder.h5 and its card)")
+    adopt.add_argument("--scenes", type=Path, required=True, help="coin-scenes/train folder (the held-out split)")
+    adopt.add_argument("--work", type=Path, required=True)
     export = commands.add_parser("export", help="write the .h5, the .tflite and the card")
     export.add_argument("--work", type=Path, required=True)
     export.add_argument("--out", type=Path, default=Path("web-app/models/coin_finder"))
     export.add_argument("--float16", action="store_true", help="float16 weights in the .tflite")
     args = parser.parse_args(argv)
     return {"train": command_train, "calibrate": command_calibrate, "tune": command_tune,
-            "export": command_export}[args.command](args)
+            "adopt": command_adopt, "export": command_export}[args.command](args)
 
 
 if __name__ == "__main__":
