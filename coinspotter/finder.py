@@ -399,6 +399,7 @@ class CoinFinder:
         if raw is None:
             return None
         threshold = self.score_threshold if threshold is None else threshold
+
         def outputs_at(fill: float, region: tuple | None = None):
             if region is not None:
                 return self.outputs(image.crop(region), fill=fill)
