@@ -86,6 +86,13 @@ def split_train_photos(photos: dict) -> tuple[list[str], list[str]]:
     return train, held
 
 
+def write_split(work: Path, photos: dict) -> tuple[list[str], list[str]]:
+    """``split_train_photos`` of ``photos``, also written to WORK/split.json (what ``tune`` reads the held-out from)."""
+    train, held = split_train_photos(photos)
+    (work / "split.json").write_text(json.dumps({"train": train, "held_out": held}, indent=1))
+    return train, held
+
+
 def load_faces(coin_images: Path | None, real_photos: Path | None, count: int, rng: np.random.Generator):
     from tqdm import tqdm
 
@@ -437,9 +444,8 @@ def command_train(args) -> int:
         arguments.write_text(json.dumps({key: str(value) if isinstance(value, Path) else value
                                          for key, value in vars(args).items()}, indent=1))
     photos = read_scene_boxes(args.scenes)
-    train_files, held = split_train_photos(photos)
+    train_files, held = write_split(work, photos)
     log.info("coin-scenes/train: %d photos for training, %d held out for tuning", len(train_files), len(held))
-    (work / "split.json").write_text(json.dumps({"train": train_files, "held_out": held}, indent=1))
     real = load_real(args.scenes, train_files, photos)
     rng = np.random.default_rng(args.seed)
     labels_done = (work / "synthetic" / "labels.jsonl").exists() and \
@@ -736,8 +742,7 @@ def command_adopt(args) -> int:
     card = json.loads((args.finder / "coin_finder.json").read_text())
     model = load_keras_model(args.finder / "coin_finder.h5")
     model.save(args.work / "final.keras")
-    train_files, held = split_train_photos(read_scene_boxes(args.scenes))
-    (args.work / "split.json").write_text(json.dumps({"train": train_files, "held_out": held}, indent=1))
+    write_split(args.work, read_scene_boxes(args.scenes))
     trained = card.get("trained", {})
     (args.work / "state.json").write_text(json.dumps({"epochs_done": trained.get("epochs", 0),
                                                       "loss": trained.get("final_loss", float("nan"))}))
