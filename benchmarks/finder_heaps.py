@@ -6,7 +6,8 @@
 Each finder is an exported folder (``.tflite``/``.h5`` and its card) searched the served way (its card's threshold,
 same-coin overlap, flip test and second look). The scenes are ``synthetic.make_photo_scene`` with 6-15 drawn coins (no
 catalogue or real faces, so nothing here is a picture any finder trained on), once with no heaps and once all heaps
-(``heap_share`` 0 and 1), the same seeds for every finder, labelled as ``make_photo_scene`` labels them (a coin under
+(``heap_share`` 0 and 1), and all heaps of solid coins (``solid_share`` 1: their edges seen, packed closer, tilted;
+from finder stage 12), the same seeds for every finder, labelled as ``make_photo_scene`` labels them (a coin under
 others is a coin from 0.15 of it seen; figures from before finder stage 8 were measured with 0.4). Per finder and
 kind: recall and precision at IoU >= 0.5, the share of scenes counted exactly, how many were counted too high and too
 low, the missed coins by radius (pixels of the scene, 420-640 px on its longer side), and how many missed coins have
@@ -30,12 +31,15 @@ from coinspotter.scene_metrics import match_boxes  # noqa: E402
 from coinspotter.synthetic import make_photo_scene  # noqa: E402
 
 RADIUS_BINS = (15, 30)  # missed coins: radius under 15 px, 15-30, 30 and over
+# (label, heap share, solid share): the scenes of each kind. "solid heaps" (from finder stage 12) draw the coins as
+# solid discs, their edge seen at a slant, closer in the heap and each tilted its own way; before, two kinds.
+KINDS = (("no heaps", 0.0, 0.0), ("heaps", 1.0, 0.0), ("solid heaps", 1.0, 1.0))
 
 
-def scenes(heap_share: float, count: int):
+def scenes(heap_share: float, count: int, solid_share: float = 0.0):
     for index in range(count):
         rng = np.random.default_rng([4242, index])
-        scene = make_photo_scene(rng, int(rng.integers(6, 16)), heap_share=heap_share)
+        scene = make_photo_scene(rng, int(rng.integers(6, 16)), heap_share=heap_share, solid_share=solid_share)
         yield scene.image, scene.boxes
 
 
@@ -44,11 +48,11 @@ def cell_of(box, cell: float) -> tuple[int, int]:
     return int((box[0] + box[2]) / 2 // cell), int((box[1] + box[3]) / 2 // cell)
 
 
-def measure(finder: CoinFinder, heap_share: float, count: int) -> dict:
+def measure(finder: CoinFinder, heap_share: float, count: int, solid_share: float = 0.0) -> dict:
     hits = found_total = coins = exact = over = under = 0
     missed_by_radius = [0] * (len(RADIUS_BINS) + 1)
     missed_next_to_a_find = 0
-    for image, truth in scenes(heap_share, count):
+    for image, truth in scenes(heap_share, count, solid_share):
         found = [(d.x0, d.y0, d.x1, d.y1) for d in finder.detect(image)]
         cell = finder.stride * max(image.size) / finder.input_side  # a cell of the network's grid, in scene pixels
         found_cells = [cell_of(box, cell) for box in found]
@@ -82,10 +86,11 @@ def main(argv=None) -> int:
         finder = CoinFinder(folder)
         if not finder.load():
             raise SystemExit(f"no coin finder in {folder}: {finder.error}")
-        for label, heap_share in (("no heaps", 0.0), ("heaps", 1.0)):
-            row = {"finder": str(folder), "scenes_of": label, **measure(finder, heap_share, args.scenes)}
+        for label, heap_share, solid_share in KINDS:
+            row = {"finder": str(folder), "scenes_of": label,
+                   **measure(finder, heap_share, args.scenes, solid_share)}
             rows.append(row)
-            print(f"{str(folder):40s} {label:8s}: recall {row['recall']:.3f} precision {row['precision']:.3f} "
+            print(f"{str(folder):40s} {label:12s}: recall {row['recall']:.3f} precision {row['precision']:.3f} "
                   f"count exact {row['count_exact']:.3f} (too high {row['counted_too_high']}, too low "
                   f"{row['counted_too_low']}); missed by radius {row['missed_by_radius']}, within a cell of a find "
                   f"{row['missed_within_a_cell_of_a_find']}", flush=True)

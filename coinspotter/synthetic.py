@@ -445,6 +445,24 @@ def _slanted(cutout: CoinCutout, radius: float, squash: float,
     return rgb, alpha, half_w, half_h
 
 
+def _edge_band(alpha: np.ndarray, thickness: float, angle: float,
+               near_side: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """The edge of a slanted coin ``thickness`` px deep: the face's ellipse (``alpha``, from ``_slanted`` at
+    ``angle``) swept that far along its squashed axis towards the near side (+1 or -1).
+
+    Returns the band's alpha, padded by its depth on every side, and the sweep (dx, dy) in pixels."""
+    theta = np.deg2rad(angle)
+    shift_x, shift_y = near_side * thickness * -np.sin(theta), near_side * thickness * np.cos(theta)
+    pad = int(np.ceil(thickness)) + 1
+    padded = np.pad(alpha, pad)
+    band = np.zeros_like(padded)
+    for step in np.linspace(0.0, 1.0, max(2, int(np.ceil(thickness)) + 1)):
+        moved = cv2.warpAffine(padded, np.float32([[1, 0, step * shift_x], [0, 1, step * shift_y]]),
+                               padded.shape[::-1], flags=cv2.INTER_LINEAR)
+        np.maximum(band, moved, out=band)
+    return band, (float(shift_x), float(shift_y))
+
+
 def make_photo_scene(
     rng: np.random.Generator,
     n_coins: int,
@@ -455,6 +473,7 @@ def make_photo_scene(
     hard_negatives: bool | None = None,
     heap_share: float = 0.2,
     min_visible_share: float = MIN_VISIBLE_SHARE,
+    solid_share: float = 0.0,
 ) -> PhotoScene:
     """A photo-like scene with ``n_coins`` coins (0: none) and each coin's box; see the section comment.
 
@@ -462,12 +481,18 @@ def make_photo_scene(
     real background patches (RGB arrays), used for half the scenes when given; ``radius_range``: coin radius
     as a fraction of the longer side, drawn log-uniformly; ``heap_share``: the chance that the coins lie in
     a heap (on each other, up to about half hidden), the rest lying apart or touching half and half;
-    ``min_visible_share``: a coin with less of its area seen than this under the coins on it is not labelled.
+    ``min_visible_share``: a coin with less of its area seen than this under the coins on it is not labelled;
+    ``solid_share``: the chance that the scene's coins are drawn as solid discs (see ``_edge_band``): their edge
+    seen at a slant, and in a heap lying closer, each tilted its own way on the coins under it.
     """
     if not 0.0 <= heap_share <= 1.0:
         raise ValueError(f"heap_share is a chance from 0 to 1, not {heap_share}")
     if not 0.0 <= min_visible_share <= 1.0:
         raise ValueError(f"min_visible_share is a share from 0 to 1, not {min_visible_share}")
+    if not 0.0 <= solid_share <= 1.0:
+        raise ValueError(f"solid_share is a chance from 0 to 1, not {solid_share}")
+    # Drawn only when asked for, so that solid_share 0 renders the scenes earlier finder stages trained on.
+    solid = solid_share > 0 and rng.random() < solid_share
     width, height = size or (int(rng.integers(420, 641)), int(rng.integers(320, 521)))
     if rng.random() < 0.5:
         width, height = height, width
@@ -500,12 +525,17 @@ def make_photo_scene(
     crowd = rng.random() < crowd_share
     pile = crowd and rng.random() < heap_share / crowd_share
     closest, gaps = (0.5, (0.5, 0.95)) if pile else (0.78, (0.8, 1.02))
+    beside = 0.7
+    if pile and solid:  # a purse emptied: coins up to two thirds under the next one, nearly all touching
+        closest, gaps, beside = 0.35, (0.35, 0.9), 0.9
+    # The near side of the coins (where their edge shows), one for the photo: the squashed axis, either way.
+    near_side = 1.0 if not solid or rng.random() < 0.75 else -1.0
     for _ in range(n_coins):
         radius = scene_scale * float(rng.uniform(0.7, 1.35)) * longer
         radius = max(radius, 6.0)
         for _try in range(60):
             cx, cy = float(rng.uniform(radius, width - radius)), float(rng.uniform(radius, height - radius))
-            if crowd and placed and rng.random() < 0.7:  # next to a coin already there
+            if crowd and placed and rng.random() < beside:  # next to a coin already there
                 ox, oy, other = placed[int(rng.integers(len(placed)))]
                 direction = rng.uniform(0, 2 * np.pi)
                 gap = (other + radius) * rng.uniform(*gaps)
@@ -524,10 +554,17 @@ def make_photo_scene(
         cutout = _rotated(cutout, float(rng.uniform(0, 360)))
         gain = rng.uniform(0.7, 1.2) * rng.uniform(0.93, 1.07, 3).astype(np.float32)
         cutout = CoinCutout(np.clip(cutout.rgb * gain, 0, 255), cutout.alpha)
-        squash = float(np.clip(squash_all * rng.uniform(0.95, 1.05), 0.5, 1.0))
-        rgb, alpha, half_w, half_h = _slanted(cutout, radius, squash, angle_all + float(rng.normal(0, 5)))
+        tilted = solid and pile and number > 0  # a coin of a heap rests tilted on the ones under it
+        wobble, turn = ((0.7, 1.05), 15.0) if tilted else ((0.95, 1.05), 5.0)
+        squash = float(np.clip(squash_all * rng.uniform(*wobble), 0.4 if tilted else 0.5, 1.0))
+        angle = angle_all + float(rng.normal(0, turn))
+        rgb, alpha, half_w, half_h = _slanted(cutout, radius, squash, angle)
         side = alpha.shape[0]
         x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        edge = None
+        if solid and squash < 0.97:
+            thickness = 2 * radius * float(rng.uniform(0.05, 0.1)) * float(np.sqrt(1 - squash * squash))
+            edge = _edge_band(alpha, thickness, angle, near_side)
         if rng.random() < 0.6:  # a shadow: the same ellipse, soft, offset away from the lamp
             blur = max(1.0, radius * rng.uniform(0.05, 0.25))
             shadow = cv2.GaussianBlur(np.pad(alpha, int(3 * blur)), (0, 0), blur) * rng.uniform(0.25, 0.6)
@@ -539,9 +576,19 @@ def make_photo_scene(
             gx, gy = rng.uniform(0.25, 0.75, 2) * side
             spot = np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * (side * rng.uniform(0.08, 0.25)) ** 2))
             rgb = rgb + spot[..., None] * rng.uniform(60, 180)
-        _blend(canvas, np.clip(rgb, 0, 255), alpha, x0, y0)
-        boxes.append((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+        box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
         cover = np.zeros((height, width), bool)
+        if edge is not None:
+            edge_alpha, (shift_x, shift_y) = edge
+            pad = (edge_alpha.shape[0] - side) // 2
+            mean = (rgb * alpha[..., None]).sum((0, 1)) / max(float(alpha.sum()), 1.0)
+            colour = np.clip(mean * rng.uniform(0.4, 0.8), 0, 255).astype(np.float32)
+            _blend(canvas, np.broadcast_to(colour, edge_alpha.shape + (3,)), edge_alpha, x0 - pad, y0 - pad)
+            _mark(cover, edge_alpha > 0.5, x0 - pad, y0 - pad)
+            # The box holds the edge too, as a person boxes a coin seen at a slant.
+            box = (box[0] + min(shift_x, 0), box[1] + min(shift_y, 0), box[2] + max(shift_x, 0), box[3] + max(shift_y, 0))
+        _blend(canvas, np.clip(rgb, 0, 255), alpha, x0, y0)
+        boxes.append(box)
         _mark(cover, alpha > 0.5, x0, y0)
         on_top[cover] = number
         areas.append(max(1, int(cover.sum())))

@@ -179,6 +179,34 @@ def test_heaps_lay_coins_on_each_other_and_scenes_without_them_do_not():
         make_photo_scene(np.random.default_rng(0), 3, heap_share=1.5)
 
 
+def test_solid_coins_show_their_edge_on_the_near_side_and_their_box_holds_it():
+    from coinspotter.synthetic import _edge_band, _slanted, draw_coin
+
+    _, alpha, half_w, half_h = _slanted(draw_coin(np.random.default_rng(0), 129), 40.0, 0.5, 0.0)
+    band, (shift_x, shift_y) = _edge_band(alpha, 6.0, 0.0, 1.0)
+    assert np.isclose(shift_x, 0.0, atol=1e-6) and np.isclose(shift_y, 6.0)  # squashed along y: the edge below
+    pad = (band.shape[0] - alpha.shape[0]) // 2
+    rows = np.flatnonzero((band > 0.5).any(axis=1)) - pad
+    face_rows = np.flatnonzero((alpha > 0.5).any(axis=1))
+    assert rows.min() == face_rows.min() and rows.max() - face_rows.max() in (5, 6, 7)  # swept 6 px down, not up
+    assert band[pad:pad + alpha.shape[0], pad:pad + alpha.shape[1]][alpha > 0.5].min() > 0.5  # under the face too
+    _, (shift_x, shift_y) = _edge_band(alpha, 6.0, 90.0, -1.0)  # squashed along x, the near side the other way
+    assert np.isclose(shift_x, 6.0) and np.isclose(shift_y, 0.0, atol=1e-6)
+
+
+def test_solid_heaps_pack_coins_closer_than_the_heaps_before():
+    from coinspotter.synthetic import make_photo_scene
+
+    def closest(solid_share):
+        return [closest_pair_ratio(make_photo_scene(np.random.default_rng([3, index]), 10, hard_negatives=False,
+                                                    heap_share=1.0, solid_share=solid_share).boxes)
+                for index in range(12)]
+
+    assert np.median(closest(1.0)) < np.median(closest(0.0))
+    with pytest.raises(ValueError, match="solid_share"):
+        make_photo_scene(np.random.default_rng(0), 3, solid_share=1.5)
+
+
 def test_coins_half_hidden_in_a_heap_are_labelled_down_to_the_visible_share():
     from coinspotter.synthetic import make_photo_scene
 

@@ -174,11 +174,13 @@ def load_close_ups(work: Path, coin_images: Path | None, real_photos: Path | Non
 
 
 def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side: int = INPUT_SIDE,
-                     heap_share: float = 0.2, min_visible_share: float = MIN_VISIBLE_SHARE) -> list[dict]:
+                     heap_share: float = 0.2, min_visible_share: float = MIN_VISIBLE_SHARE,
+                     solid_share: float = 0.0) -> list[dict]:
     """Scenes 0..count-1 as WORK/synthetic/NNNNN.jpg (longer side ``side``) and labels.jsonl; resumable.
 
     ``heap_share``: the share of scenes whose coins lie in a heap; ``min_visible_share``: how much of a coin under
-    others must be seen for it to be labelled (``make_photo_scene``)."""
+    others must be seen for it to be labelled; ``solid_share``: the share whose coins are drawn as solid discs, their
+    edge seen (``make_photo_scene``)."""
     from tqdm import tqdm
 
     from coinspotter.synthetic import make_photo_scene
@@ -200,7 +202,7 @@ def render_synthetic(work: Path, count: int, faces, backgrounds, seed: int, side
             rng = np.random.default_rng([seed, index])
             n_coins = 0 if rng.random() < 0.1 else int(rng.integers(1, 16))
             scene = make_photo_scene(rng, n_coins, faces=faces, backgrounds=backgrounds, heap_share=heap_share,
-                                     min_visible_share=min_visible_share)
+                                     min_visible_share=min_visible_share, solid_share=solid_share)
             scale = side / max(scene.image.size)
             size = (round(scene.image.width * scale), round(scene.image.height * scale))
             scene.image.resize(size, Image.BILINEAR).save(folder / name, quality=int(rng.integers(45, 96)))
@@ -434,7 +436,7 @@ def command_train(args) -> int:
     if args.input_side % 32 or args.input_side < 64:
         raise SystemExit(f"--input-side must be a multiple of 32 from 64 up, not {args.input_side}")
     for flag, share in (("--heaps", args.heaps), ("--min-visible", args.min_visible),
-                        ("--frame-cuts", args.frame_cuts)):
+                        ("--frame-cuts", args.frame_cuts), ("--solid-coins", args.solid_coins)):
         if not 0.0 <= share <= 1.0:
             raise SystemExit(f"{flag} is a share from 0 to 1, not {share}")
     setup_logging(work)
@@ -461,7 +463,7 @@ def command_train(args) -> int:
         log.info("%d coin faces, %d background patches", len(faces), len(backgrounds))
     side = args.input_side
     synthetic = render_synthetic(work, args.synthetic, faces, backgrounds, args.seed, side, args.heaps,
-                                 args.min_visible)
+                                 args.min_visible, args.solid_coins)
     close_ups = load_close_ups(work, args.coin_images, args.real_photos, args.close_up_pool, rng, side) \
         if args.close_ups else []
     samples = Samples(synthetic, work / "synthetic", real, args.real_repeat, args.batch, args.seed,
@@ -817,6 +819,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--min-visible", type=float, default=MIN_VISIBLE_SHARE,
                        help="how much of a coin under others must be seen for it to be labelled in the synthetic "
                             "scenes (stages 1-7: 0.4)")
+    train.add_argument("--solid-coins", type=float, default=0.0,
+                       help="share of the synthetic scenes whose coins are drawn as solid discs: their edge seen at "
+                            "a slant, heaps closer and each coin tilted on the ones under it (stages 1-11: none)")
     train.add_argument("--frame-cuts", type=float, default=0.0,
                        help="share of the synthetic scenes and real photos seen through a window half to nine "
                             "tenths their size, coins cut by its edge (stages 1-7: none)")
