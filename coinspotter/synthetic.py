@@ -297,7 +297,8 @@ def _lighting_field(rng: np.random.Generator, width: int, height: int) -> np.nda
 # on a real background patch or a generated texture (wood grain, fabric weave, polka dots, grid paper...),
 # with shadows, glare, colour casts, blur and noise, and with hard negatives that are round but not coins:
 # drawn rings, flat discs (buttons, stickers), glare spots and printed dots. Each coin's truth is the
-# axis-aligned box round its (possibly slanted) disc.
+# axis-aligned box round its (possibly slanted) disc. Asked for (``solid_share``), the coins are solid: their edge
+# shows at a slant (and is boxed with them), and a heap is packed closer, each coin tilted on the ones under it.
 
 PHOTO_BACKGROUNDS = BACKGROUNDS + ("fabric", "polka", "grid")
 # A coin less visible than this under the coins on it is not labelled. coin-scenes boxes every coin a person can
@@ -586,7 +587,8 @@ def make_photo_scene(
             _blend(canvas, np.broadcast_to(colour, edge_alpha.shape + (3,)), edge_alpha, x0 - pad, y0 - pad)
             _mark(cover, edge_alpha > 0.5, x0 - pad, y0 - pad)
             # The box holds the edge too, as a person boxes a coin seen at a slant.
-            box = (box[0] + min(shift_x, 0), box[1] + min(shift_y, 0), box[2] + max(shift_x, 0), box[3] + max(shift_y, 0))
+            box = (box[0] + min(shift_x, 0), box[1] + min(shift_y, 0),
+                   box[2] + max(shift_x, 0), box[3] + max(shift_y, 0))
         _blend(canvas, np.clip(rgb, 0, 255), alpha, x0, y0)
         boxes.append(box)
         _mark(cover, alpha > 0.5, x0, y0)

@@ -182,7 +182,7 @@ def test_heaps_lay_coins_on_each_other_and_scenes_without_them_do_not():
 def test_solid_coins_show_their_edge_on_the_near_side_and_their_box_holds_it():
     from coinspotter.synthetic import _edge_band, _slanted, draw_coin
 
-    _, alpha, half_w, half_h = _slanted(draw_coin(np.random.default_rng(0), 129), 40.0, 0.5, 0.0)
+    _, alpha, _, _ = _slanted(draw_coin(np.random.default_rng(0), 129), 40.0, 0.5, 0.0)
     band, (shift_x, shift_y) = _edge_band(alpha, 6.0, 0.0, 1.0)
     assert np.isclose(shift_x, 0.0, atol=1e-6) and np.isclose(shift_y, 6.0)  # squashed along y: the edge below
     pad = (band.shape[0] - alpha.shape[0]) // 2
