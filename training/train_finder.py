@@ -51,7 +51,16 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coinspotter.finder import INPUT_SIDE, PAD_VALUE, SECOND_LOOKS, STRIDE, STRIDES  # noqa: E402
+from coinspotter.finder import (  # noqa: E402
+    CLOSE_UP_FILL,
+    INPUT_SIDE,
+    PAD_VALUE,
+    SECOND_LOOKS,
+    STRIDE,
+    STRIDES,
+    letterbox,
+    model_input,
+)
 from coinspotter.synthetic import MIN_VISIBLE_SHARE  # noqa: E402
 
 log = logging.getLogger("train_finder")
@@ -733,11 +742,15 @@ def command_tune(args) -> int:
     return 0
 
 
+# The settings tune chooses and the card carries.
+TUNED_KEYS = ("score_threshold", "same_coin_overlap", "flip_test", "second_look", "peak_window")
+
+
 def command_adopt(args) -> int:
     """An exported finder (OUT of ``export``: its .h5 and card) as a run folder again, so that ``tune``, ``export``
     and ``train --init`` work on it where its run folder is gone (a new machine): WORK/final.keras, the split of
     coin-scenes/train (the same held-out photos: ``split_train_photos`` is fixed by name), and the state and
-    arguments its card quotes."""
+    arguments its card quotes, and its tuning when the card has one."""
     from coinspotter.inference import load_keras_model
 
     setup_logging(args.work)
@@ -749,9 +762,28 @@ def command_adopt(args) -> int:
     (args.work / "state.json").write_text(json.dumps({"epochs_done": trained.get("epochs", 0),
                                                       "loss": trained.get("final_loss", float("nan"))}))
     (args.work / "arguments.json").write_text(json.dumps(trained.get("arguments", {}), indent=1))
+    if card.get("score_threshold") is not None:  # its tuning, so that export writes the same settings again
+        tuning = {key: card[key] for key in TUNED_KEYS if key in card}
+        (args.work / "tuning.json").write_text(json.dumps({**tuning, "at_choice": card.get("tuning_at_choice")},
+                                                          indent=1))
     log.info("adopted %s (input %d, stride %d) as %s", args.finder, input_side(model), output_stride(model),
              args.work / "final.keras")
     return 0
+
+
+def representative_inputs(work: Path, scenes: Path, side: int, synthetic: int = 60, photos: int = 60):
+    """What an integer file's activation ranges are measured on: up to ``photos`` of the run's coin-scenes/train
+    photos (never its held-out ones, which tuning reads) and ``synthetic`` of its rendered scenes, each as both
+    looks see it (the photo at the input side and at half of it), as the network's float input."""
+    split = json.loads((work / "split.json").read_text())
+    pictures = [scenes / name for name in split["train"][:photos]]
+    pictures += sorted((work / "synthetic").glob("*.jpg"))[:synthetic]
+    if not pictures:
+        raise SystemExit(f"no training photos or synthetic scenes found for {work} to quantise on")
+    for path in pictures:
+        with Image.open(path) as image:
+            for fill in (1.0, CLOSE_UP_FILL):
+                yield [model_input(letterbox(image, side=side, fill=fill)[0])]
 
 
 def command_export(args) -> int:
@@ -766,21 +798,33 @@ def command_export(args) -> int:
     log.info("exporting %s", final_model(args.work))
     model.save(out / "coin_finder.h5", include_optimizer=False)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    side = input_side(model)
+    tflite = "float32"
     if args.float16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
+        tflite = "float16 weights"
+    elif args.int8:
+        # Integer weights and activations (float input and output): XNNPACK's 8-bit kernels, about two thirds of
+        # the float file's time here; the ranges come from training-side pictures (representative_inputs).
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: representative_inputs(args.work, args.scenes, side)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        tflite = "int8 weights and activations, float input and output; ranges from the run's training photos and " \
+                 "synthetic scenes"
     (out / "coin_finder.tflite").write_bytes(converter.convert())
     tuning = json.loads((args.work / "tuning.json").read_text()) if (args.work / "tuning.json").exists() else {}
     state = json.loads((args.work / "state.json").read_text())
     arguments = args.work / "arguments.json"
     train_args = json.loads(arguments.read_text()) if arguments.exists() else {}
-    side, stride = input_side(model), output_stride(model)
+    stride = output_stride(model)
     card = {
         "name": "coin_finder",
         "what": f"learned coin finder: CenterNet-style centre/size heat map, stride {stride}, on MobileNetV2 "
                 f"(alpha 1) cut at block_12_add, input {side}x{side} (photo letterboxed top left, grey 128)",
         "input_side": side,
         "input": f"float32 (1, {side}, {side}, 3), RGB / 127.5 - 1",
+        "tflite": tflite,
         "output": f"(1, {side // stride}, {side // stride}, 5): centre probability, log width and log height in "
                   f"cells of {stride} px, x and y offset",
         "stride": stride,
@@ -875,8 +919,15 @@ def main(argv: list[str] | None = None) -> int:
     export = commands.add_parser("export", help="write the .h5, the .tflite and the card")
     export.add_argument("--work", type=Path, required=True)
     export.add_argument("--out", type=Path, default=Path("web-app/models/coin_finder"))
-    export.add_argument("--float16", action="store_true", help="float16 weights in the .tflite")
+    precision = export.add_mutually_exclusive_group()
+    precision.add_argument("--float16", action="store_true", help="float16 weights in the .tflite")
+    precision.add_argument("--int8", action="store_true",
+                           help="an integer .tflite (needs --scenes: its activation ranges are measured on the run's "
+                                "training photos and synthetic scenes)")
+    export.add_argument("--scenes", type=Path, default=None, help="coin-scenes/train folder (for --int8)")
     args = parser.parse_args(argv)
+    if args.command == "export" and args.int8 and args.scenes is None:
+        parser.error("export --int8 needs --scenes (the coin-scenes/train folder)")
     return {"train": command_train, "calibrate": command_calibrate, "tune": command_tune,
             "adopt": command_adopt, "export": command_export}[args.command](args)
 
