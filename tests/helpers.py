@@ -75,6 +75,19 @@ def coins_picture(colours: list[str], side: int = 200, background=(250, 250, 250
     return image
 
 
+def load_script(relative_path: str):
+    """A script of the repository that is not in a package (``benchmarks/finder_speed.py``) as a module."""
+    import importlib.util
+
+    from coinspotter.config import REPO_ROOT
+
+    path = REPO_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @contextlib.contextmanager
 def imported_web_app(models: Path, module_name: str, **settings: str):
     """web-app/app.py imported as the server imports it, under ``module_name``, with the offline rate snapshot

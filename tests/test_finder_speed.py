@@ -1,17 +1,11 @@
 """benchmarks/finder_speed.py --compare: finders timed call for call, so that a machine's drift slows them alike."""
-import importlib.util
-
 import pytest
-
-from coinspotter.config import REPO_ROOT
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def finder_speed():
-    spec = importlib.util.spec_from_file_location("finder_speed", REPO_ROOT / "benchmarks" / "finder_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/finder_speed.py")
 
 
 def test_side_by_side_interleaves_the_finders_photo_by_photo_and_reverses_the_order(finder_speed):

@@ -1,19 +1,15 @@
 """benchmarks/plot_finder_stages.py draws the reports it is given, and says clearly when one is not a report."""
-import importlib.util
 import json
 
 import pytest
 from PIL import Image
 
-from coinspotter.config import REPO_ROOT
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def plot_stages():
-    spec = importlib.util.spec_from_file_location("plot_finder_stages", REPO_ROOT / "benchmarks" / "plot_finder_stages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/plot_finder_stages.py")
 
 
 def figures(recall, precision, count_exact):
