@@ -23,6 +23,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
+import finder_data  # noqa: E402
 import train_finder  # noqa: E402
 
 from coinspotter.finder import letterbox, model_input, search  # noqa: E402
@@ -51,8 +52,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import keras
 
-    photos = train_finder.read_scene_boxes(args.scenes)
-    _, held = train_finder.split_train_photos(photos)
+    photos = finder_data.read_scene_boxes(args.scenes)
+    _, held = finder_data.split_train_photos(photos)
     sets = {"held-out train photos": [(Image.open(args.scenes / name).convert("RGB"), photos[name]) for name in held],
             "synthetic crowds (8-15 coins)": crowd_scenes(args.crowds)}
     trained = keras.saving.load_model(args.model, compile=False)

@@ -21,6 +21,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
+import finder_data  # noqa: E402
 import train_finder  # noqa: E402
 
 from coinspotter.finder import letterbox, model_input, search  # noqa: E402
@@ -40,8 +41,8 @@ def main(argv=None) -> int:
     side = train_finder.input_side(trained)
     rebuilt = train_finder.build_model(None, side, args.stride)
     train_finder.carry_weights(trained, rebuilt)
-    photos = train_finder.read_scene_boxes(args.scenes)
-    _, held = train_finder.split_train_photos(photos)
+    photos = finder_data.read_scene_boxes(args.scenes)
+    _, held = finder_data.split_train_photos(photos)
     for label, network in (("trained", trained), (f"rebuilt at stride {args.stride}", rebuilt)):
         found_coins = false_boxes = missed = 0
         for name in held:

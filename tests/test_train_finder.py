@@ -16,6 +16,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
+import finder_data  # noqa: E402
 import train_finder  # noqa: E402
 
 from coinspotter.finder import GRID, CoinFinder  # noqa: E402
@@ -173,7 +174,7 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
 
 def test_targets_put_one_peak_per_coin_with_its_size():
     boxes = np.array([[16, 16, 48, 48], [100, 40, 180, 120]], np.float32)
-    target = train_finder.encode_targets(boxes)
+    target = finder_data.encode_targets(boxes)
     assert target[..., 5].sum() == 2 and (target[..., 0] == 1.0).sum() == 2
     assert np.isclose(np.exp(target[4, 4, 1]) * 8, 32)  # centre (32, 32) -> cell (4, 4), width 32 px
     assert np.isclose(np.exp(target[10, 17, 2]) * 8, 80)
@@ -247,13 +248,13 @@ def test_frame_cut_clips_coins_at_its_edge_and_leaves_out_slivers():
                       [180, 40, 220, 80]], np.float32)  # half outside the photo already
     rng = np.random.default_rng(0)
     for _ in range(50):
-        cut, kept = train_finder.frame_cut(image, boxes, rng)
+        cut, kept = finder_data.frame_cut(image, boxes, rng)
         assert 100 <= cut.width <= 180 and 50 <= cut.height <= 90
         assert np.all(kept[:, :2] >= 0) and np.all(kept[:, 2] <= cut.width) and np.all(kept[:, 3] <= cut.height)
         assert np.all(kept[:, 2:] - kept[:, :2] >= 2)
         assert len(kept) <= 3
     # the whole photo as the window: a coin a quarter inside stays, clipped; a sliver (under 0.15) is left out
-    cut, kept = train_finder.frame_cut(Image.new("RGB", (100, 100)),
+    cut, kept = finder_data.frame_cut(Image.new("RGB", (100, 100)),
                                        np.array([[10, 10, 50, 50], [90, 10, 130, 50], [97, 60, 137, 100]], np.float32),
                                        rng, share=(1.0, 1.0))
     assert cut.size == (100, 100)
@@ -280,6 +281,6 @@ def test_a_stride_4_finder_starts_from_a_stride_8_one_with_its_weights_and_sizes
 
 def test_targets_at_stride_4_are_twice_as_many_cells_across():
     boxes = np.array([[16, 16, 48, 48]], np.float32)
-    target = train_finder.encode_targets(boxes, side=128, stride=4)
+    target = finder_data.encode_targets(boxes, side=128, stride=4)
     assert target.shape == (32, 32, 6) and target[8, 8, 5] == 1.0  # centre (32, 32) -> cell (8, 8) of 4 px
     assert np.isclose(np.exp(target[8, 8, 1]) * 4, 32)
