@@ -25,7 +25,9 @@ How a photo is searched:
    such a coin or none, ``"always"`` for every photo (a close-up's coin can be boxed small, on its middle, at the
    first look, and then nothing asked for the second); ``"zoom"``: when the first look found coins and none
    of them large, the second look is the part of the photo that holds them, enlarged (``zoom_region``), and its
-   coins join the first look's, so small coins of a heap are seen larger; otherwise the half-size look.
+   coins join the first look's, so small coins of a heap are seen larger; otherwise the half-size look;
+6. with the card's ``min_size_share`` (0 when it does not say), a box far smaller than the photo's other boxes is
+   dropped as glare or a speck (``drop_far_smaller``): coins in one photo lie at about one distance.
 
 The page, the API and the command line use it; ``COINSPOTTER_FINDER=hough`` chooses the Hough localiser instead.
 Nothing heavy is imported at module import: LiteRT or TensorFlow is loaded on the first call (or ``load``).
@@ -179,6 +181,22 @@ def one_box_per_coin(detections: list[Detection], same_coin: float = SAME_COIN_O
     return kept
 
 
+# Coins in one photo lie at about one distance from the camera, so their sizes differ by little more than the
+# coins' own (a 1-cent and a 2-euro coin: 16 and 26 mm). With MIN_BOXES_FOR_SIZE_PRIOR boxes or more, a box under
+# the card's min_size_share of their median radius is taken for a speck of glare, not a coin (0: keep every box).
+MIN_BOXES_FOR_SIZE_PRIOR = 3
+SIZE_SHARES = (0.0, 0.25, 0.33, 0.5)  # what tune chooses from; 0 first, so that it wins a tie
+
+
+def drop_far_smaller(found: list[Detection], min_size_share: float) -> list[Detection]:
+    """``found`` less the boxes whose radius is under ``min_size_share`` of the median radius, when there are at
+    least ``MIN_BOXES_FOR_SIZE_PRIOR`` (with fewer, no size is typical)."""
+    if min_size_share <= 0 or len(found) < MIN_BOXES_FOR_SIZE_PRIOR:
+        return found
+    typical = float(np.median([item.radius for item in found]))
+    return [item for item in found if item.radius >= min_size_share * typical]
+
+
 SECOND_LOOKS = ("large", "always", "zoom")
 
 
@@ -302,6 +320,11 @@ class CoinFinder:
         return self.input_side // self._grid if self._grid else STRIDE
 
     @property
+    def min_size_share(self) -> float:
+        """Boxes under this share of the photo's median box radius are dropped (``drop_far_smaller``; 0: none)."""
+        return float(self.card.get("min_size_share", 0.0))
+
+    @property
     def second_look(self) -> str:
         """Which second look runs, and when (``search``): ``"large"`` (the default), ``"always"`` or ``"zoom"``."""
         return str(self.card.get("second_look", "large"))
@@ -332,6 +355,8 @@ class CoinFinder:
                     raise ValueError(f"the card's second_look is one of {SECOND_LOOKS}, not {self.second_look!r}")
                 if self.peak_window not in PEAK_WINDOWS:
                     raise ValueError(f"the card's peak_window is one of {PEAK_WINDOWS}, not {self.peak_window!r}")
+                if not 0 <= self.min_size_share < 1:
+                    raise ValueError(f"the card's min_size_share is in [0, 1), not {self.min_size_share!r}")
                 self._run, self.backend, self._side, self._grid = self._load_model()
                 if self.stride not in STRIDES:
                     raise ValueError(f"the network's output is {self._grid} cells for {self._side} px, a stride of "
@@ -406,6 +431,7 @@ class CoinFinder:
             return raw if fill == 1.0 else self.outputs(image, fill=fill)
         found = search(outputs_at, threshold, self.same_coin_overlap, self.second_look, self.peak_window,
                        self.stride, photo_size=image.size)
+        found = drop_far_smaller(found, self.min_size_share)
         return [clip_detection(item, image.width, image.height) for item in found]
 
     def locate(self, image: Image.Image) -> LocalizationResult:

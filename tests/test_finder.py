@@ -21,6 +21,7 @@ from coinspotter.finder import (
     CoinFinder,
     Detection,
     decode,
+    drop_far_smaller,
     one_box_per_coin,
 )
 from coinspotter.localize import Circle
@@ -257,6 +258,15 @@ def test_one_box_per_coin_drops_an_inner_ring_but_keeps_touching_coins():
 # --- without its files --------------------------------------------------------------------------------------
 
 
+def test_the_size_prior_drops_a_speck_far_smaller_than_the_coins_beside_it_and_nothing_else():
+    coins = [Detection(100, 100, 300, 300, 0.9), Detection(400, 100, 580, 280, 0.8), Detection(100, 400, 260, 560, 0.7)]
+    speck = Detection(50, 10, 72, 32, 0.41)  # glare 22 px across beside coins about 180 px across
+    small_coin = Detection(400, 400, 500, 500, 0.6)  # a 1-cent coin beside 2-euro coins: 0.55 of their size
+    assert drop_far_smaller([*coins, speck, small_coin], 0.33) == [*coins, small_coin]
+    assert drop_far_smaller([*coins, speck], 0.0) == [*coins, speck]  # 0: the prior is off
+    assert drop_far_smaller([coins[0], speck], 0.5) == [coins[0], speck]  # two boxes: no size is typical
+
+
 def test_without_its_files_the_finder_falls_back_to_hough_and_says_so(tmp_path, caplog):
     missing = CoinFinder(tmp_path / "nowhere")
     picture = scene([Circle(200, 200, 70)], "plain", seed=13)
@@ -277,7 +287,7 @@ def test_a_broken_model_file_falls_back_too(tmp_path):
 
 
 @bundled
-@pytest.mark.parametrize("setting, value", [("second_look", "sometimes"), ("peak_window", 2)])
+@pytest.mark.parametrize("setting, value", [("second_look", "sometimes"), ("peak_window", 2), ("min_size_share", 1.5)])
 def test_a_card_with_an_unknown_search_setting_falls_back_too(tmp_path, setting, value):
     import json
     import shutil
