@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from coinspotter.finder import DEFAULT_DIR, CoinFinder  # noqa: E402
 from coinspotter.localize import find_circles  # noqa: E402
 from coinspotter.scene_metrics import match_boxes  # noqa: E402
-from training.train_finder import read_scene_boxes  # noqa: E402
+from training.finder_data import read_scene_boxes  # noqa: E402
 
 METHODS = ("hough", "finder", "hough+finder gate")
 

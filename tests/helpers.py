@@ -78,12 +78,15 @@ def coins_picture(colours: list[str], side: int = 200, background=(250, 250, 250
 def load_script(relative_path: str):
     """A script of the repository that is not in a package (``benchmarks/finder_speed.py``) as a module."""
     import importlib.util
+    import sys
 
     from coinspotter.config import REPO_ROOT
 
     path = REPO_ROOT / relative_path
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    name = f"script_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a dataclass in the script looks its module up there
     spec.loader.exec_module(module)
     return module
 
