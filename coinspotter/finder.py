@@ -200,6 +200,35 @@ def drop_far_smaller(found: list[Detection], min_size_share: float) -> list[Dete
     return [item for item in found if item.radius >= min_size_share * typical]
 
 
+# A coin half hidden in a heap shows less of itself, and the network scores it lower than a coin in the open: a
+# lower threshold finds it, but on open table it also finds wood grain and glare. So a cell under the card's
+# threshold but at or above its touching_threshold is a coin only when its circle reaches a coin found at the full
+# threshold (centres at most TOUCH_REACH times the two radii apart): it lies against a sure coin, as a heap's do.
+TOUCH_REACH = 1.1
+# What tune chooses from (None, off, first so that it wins a tie).
+TOUCHING_THRESHOLDS = (None, 0.2, 0.25, 0.3)
+
+
+def touches(a: Detection, b: Detection, reach: float = TOUCH_REACH) -> bool:
+    return float(np.hypot(a.cx - b.cx, a.cy - b.cy)) <= reach * (a.radius + b.radius)
+
+
+def add_touching(found: list[Detection], candidates: list[Detection], threshold: float,
+                 same_coin: float = SAME_COIN_OVERLAP) -> list[Detection]:
+    """``found`` (the coins at the full ``threshold``) and, most probable first, each of ``candidates`` (decoded at
+    a lower threshold) scored under ``threshold`` that touches one of ``found`` and is not a coin already kept (a
+    box covering ``same_coin`` of it or of one kept). One step: a candidate must touch a sure coin, not another
+    candidate, so a chain of doubtful boxes cannot grow across the table."""
+    sure = [item for item in found if item.score >= threshold]
+    kept = list(found)
+    for item in sorted(candidates, key=lambda d: d.score, reverse=True):
+        if item.score >= threshold or not any(touches(item, other) for other in sure):
+            continue
+        if all(overlap_of_smaller(item, other) < same_coin for other in kept):
+            kept.append(item)
+    return kept
+
+
 SECOND_LOOKS = ("large", "always", "zoom")
 
 
@@ -234,7 +263,8 @@ def zoom_region(output: np.ndarray, scale: float, stride: int, photo_size: tuple
 
 
 def search(outputs_at, threshold: float, same_coin: float, second_look: str = "large",
-           peak_window: int = 3, stride: int = STRIDE, photo_size: tuple[int, int] | None = None) -> list[Detection]:
+           peak_window: int = 3, stride: int = STRIDE, photo_size: tuple[int, int] | None = None,
+           touching_threshold: float | None = None) -> list[Detection]:
     """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
     at ``fill`` of the input side (and, for the zoomed look, ``outputs_at(1.0, region)``: those of the photo's
     ``region``, x0, y0, x1, y1, filling the input). Shared by serving (``CoinFinder.detect``) and tuning (which
@@ -247,7 +277,9 @@ def search(outputs_at, threshold: float, same_coin: float, second_look: str = "l
     for every photo (twice the network's time); with ``"zoom"`` it runs when ``zoom_region`` (which needs the
     photo's ``photo_size``, width and height) gives no region, and otherwise the zoomed look runs instead: the
     coins it finds join the first look's (one box a coin), but not those cut by the region's edge inside the
-    photo (they are the first look's, or partly outside). ``peak_window`` and ``stride``: see ``decode``."""
+    photo (they are the first look's, or partly outside). ``peak_window`` and ``stride``: see ``decode``. With a
+    ``touching_threshold`` under ``threshold``, the first look's cells from it up are added where they touch a
+    coin found (``add_touching``)."""
     if second_look not in SECOND_LOOKS:
         raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
     if peak_window not in PEAK_WINDOWS:
@@ -280,6 +312,10 @@ def search(outputs_at, threshold: float, same_coin: float, second_look: str = "l
                  if item.radius >= large_radius]
         found = [item for item in found if all(overlap_of_smaller(item, other) < same_coin for other in close)]
         found += close
+    if touching_threshold is not None and touching_threshold < threshold:
+        output, scale = outputs_at(1.0)
+        found = add_touching(found, decode(output, touching_threshold, scale, peak_window=peak_window,
+                                           stride=stride), threshold, same_coin)
     return found
 
 
@@ -328,6 +364,13 @@ class CoinFinder:
         return float(self.card.get("min_size_share", 0.0))
 
     @property
+    def touching_threshold(self) -> float | None:
+        """Cells from this score up (under ``score_threshold``) are coins where they touch one (``add_touching``;
+        None, the default: off)."""
+        value = self.card.get("touching_threshold")
+        return None if value is None else float(value)
+
+    @property
     def second_look(self) -> str:
         """Which second look runs, and when (``search``): ``"large"`` (the default), ``"always"`` or ``"zoom"``."""
         return str(self.card.get("second_look", "large"))
@@ -360,6 +403,9 @@ class CoinFinder:
                     raise ValueError(f"the card's peak_window is one of {PEAK_WINDOWS}, not {self.peak_window!r}")
                 if not 0 <= self.min_size_share < 1:
                     raise ValueError(f"the card's min_size_share is in [0, 1), not {self.min_size_share!r}")
+                if self.touching_threshold is not None and not 0 < self.touching_threshold < 1:
+                    raise ValueError(f"the card's touching_threshold is in (0, 1) or null, not "
+                                     f"{self.touching_threshold!r}")
                 self._run, self.backend, self._side, self._grid = self._load_model()
                 if self.stride not in STRIDES:
                     raise ValueError(f"the network's output is {self._grid} cells for {self._side} px, a stride of "
@@ -433,7 +479,7 @@ class CoinFinder:
                 return self.outputs(image.crop(region), fill=fill)
             return raw if fill == 1.0 else self.outputs(image, fill=fill)
         found = search(outputs_at, threshold, self.same_coin_overlap, self.second_look, self.peak_window,
-                       self.stride, photo_size=image.size)
+                       self.stride, photo_size=image.size, touching_threshold=self.touching_threshold)
         found = drop_far_smaller(found, self.min_size_share)
         return [clip_detection(item, image.width, image.height) for item in found]
 

@@ -20,9 +20,11 @@ from coinspotter.finder import (
     STRIDE,
     CoinFinder,
     Detection,
+    add_touching,
     decode,
     drop_far_smaller,
     one_box_per_coin,
+    search,
 )
 from coinspotter.localize import Circle
 from coinspotter.scene_metrics import iou
@@ -267,6 +269,35 @@ def test_the_size_prior_drops_a_speck_far_smaller_than_the_coins_beside_it_and_n
     assert drop_far_smaller([coins[0], speck], 0.5) == [coins[0], speck]  # two boxes: no size is typical
 
 
+def test_a_doubtful_coin_counts_only_where_it_touches_a_sure_one():
+    sure = [Detection(100, 100, 300, 300, 0.9)]  # radius 100, centre (200, 200)
+    hidden = Detection(270, 150, 370, 250, 0.32)  # half under the sure coin: centres 120 apart, radii 100 + 50
+    on_the_table = Detection(600, 600, 700, 700, 0.35)  # as doubtful, alone on open wood: grain or glare
+    chained = Detection(380, 150, 480, 250, 0.33)  # touches only the doubtful one
+    inner_ring = Detection(150, 150, 250, 250, 0.3)  # inside the sure coin: the same coin
+    kept = add_touching(sure, [hidden, on_the_table, chained, inner_ring], threshold=0.4)
+    assert kept == [*sure, hidden]
+    assert add_touching(sure, [], threshold=0.4) == sure
+    assert add_touching([], [hidden, on_the_table], threshold=0.4) == []  # no sure coin: nothing to touch
+
+
+def test_the_touching_step_reads_the_first_look_at_its_own_threshold():
+    # a 32 x 32 centre map (stride 8, 256 px): a sure coin and a doubtful one touching it, a doubtful one alone
+    output = np.zeros((32, 32, 5), dtype=np.float32)
+    output[..., 1:3] = np.log(6.0)  # every box 6 cells (48 px) across
+    output[..., 3:5] = 0.5
+    for (y, x), score in {(10, 10): 0.9, (10, 15): 0.3, (25, 25): 0.3}.items():
+        output[y, x, 0] = score
+
+    def outputs_at(fill, region=None):
+        return (output, 1.0) if fill == 1.0 else (np.zeros_like(output), 1.0)
+    plain = search(outputs_at, 0.4, 0.7, second_look="large", stride=8)
+    touching = search(outputs_at, 0.4, 0.7, second_look="large", stride=8, touching_threshold=0.25)
+    assert len(plain) == 1 and len(touching) == 2
+    assert {round(item.cx) for item in touching} == {84, 124}  # the one alone at (204, 204) stays out
+    assert search(outputs_at, 0.4, 0.7, second_look="large", stride=8, touching_threshold=0.5) == plain
+
+
 def test_without_its_files_the_finder_falls_back_to_hough_and_says_so(tmp_path, caplog):
     missing = CoinFinder(tmp_path / "nowhere")
     picture = scene([Circle(200, 200, 70)], "plain", seed=13)
@@ -287,7 +318,8 @@ def test_a_broken_model_file_falls_back_too(tmp_path):
 
 
 @bundled
-@pytest.mark.parametrize("setting, value", [("second_look", "sometimes"), ("peak_window", 2), ("min_size_share", 1.5)])
+@pytest.mark.parametrize("setting, value", [("second_look", "sometimes"), ("peak_window", 2), ("min_size_share", 1.5),
+                                            ("touching_threshold", 1.5)])
 def test_a_card_with_an_unknown_search_setting_falls_back_too(tmp_path, setting, value):
     import json
     import shutil

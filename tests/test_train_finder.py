@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 import finder_data  # noqa: E402
 import train_finder  # noqa: E402
 
-from coinspotter.finder import GRID, CoinFinder  # noqa: E402
+from coinspotter.finder import GRID, TOUCHING_THRESHOLDS, CoinFinder  # noqa: E402
 from coinspotter.localize import Circle  # noqa: E402
 from coinspotter.synthetic import _paste, _texture, draw_coin  # noqa: E402
 
@@ -108,6 +108,8 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     assert card["score_threshold"] == tuning["score_threshold"]
     assert card["second_look"] == tuning["second_look"] in ("large", "always", "zoom")
     assert card["peak_window"] == tuning["peak_window"] in (3, 1)
+    assert card["touching_threshold"] == tuning["touching_threshold"] in TOUCHING_THRESHOLDS
+    assert card["touching_threshold"] is None or card["touching_threshold"] < card["score_threshold"]
     assert all(v["network_runs_per_photo"] >= 1 for v in tuning["at_choice"].values())
     assert card["trained"]["arguments"]["epochs"] == 1 and card["trained"]["arguments"]["weights"] == "none"
     finder = CoinFinder(out, backend="keras")

@@ -364,16 +364,19 @@ def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
 
 
 # The settings tune chooses (a grid key holds them in this order) and the card carries.
-TUNED_KEYS = ("score_threshold", "same_coin_overlap", "flip_test", "second_look", "peak_window", "min_size_share")
+TUNED_KEYS = ("score_threshold", "same_coin_overlap", "flip_test", "second_look", "peak_window", "touching_threshold",
+              "min_size_share")
 
 
 def command_tune(args) -> int:
     """Pick the score threshold, the same-coin overlap, the flip test, when the second look runs, the peak
-    window and the size prior's share (``finder.drop_far_smaller``), within the time budget (``--max-runs``), on
+    window, the threshold for coins touching a coin (``finder.add_touching``) and the size prior's share
+    (``finder.drop_far_smaller``), within the time budget (``--max-runs``), on
     the held-out train photos, synthetic scenes and catalogue close-ups of the validation split."""
     import keras
 
-    from coinspotter.finder import PEAK_WINDOWS, SIZE_SHARES, drop_far_smaller, search
+    from coinspotter.finder import (PEAK_WINDOWS, SIZE_SHARES, TOUCHING_THRESHOLDS, add_touching, decode,
+                                    drop_far_smaller, search)
     from coinspotter.scene_metrics import match_boxes
 
     if args.max_runs < 1:
@@ -412,7 +415,10 @@ def command_tune(args) -> int:
         for threshold, overlap, flip, second_look, peak_window in itertools.product(
                 np.arange(0.15, 0.81, 0.05), (0.5, 0.6, 0.7, 0.8, 0.9), (False, True), args.second_looks,
                 PEAK_WINDOWS):
-            tp, fp, fn, exact = ({share: 0 for share in SIZE_SHARES} for _ in range(4))
+            # the touching step and the size prior work on what the search found: no search again for them
+            after = [(touching, share) for touching, share in itertools.product(TOUCHING_THRESHOLDS, SIZE_SHARES)
+                     if touching is None or touching < round(float(threshold), 2)]  # at or above it: nothing more
+            tp, fp, fn, exact = ({choice: 0 for choice in after} for _ in range(4))
             looks = 0
             for (image, truth), outputs_at in zip(pairs, outputs):
                 asked = []
@@ -423,17 +429,23 @@ def command_tune(args) -> int:
                 found = search(looked_at, float(threshold), overlap, second_look, peak_window, stride,
                                photo_size=image.size)
                 looks += len(asked) * (2 if flip else 1)
-                for share in SIZE_SHARES:  # the size prior filters what the search found: no search again
-                    kept = drop_far_smaller(found, share)
-                    hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in kept])
-                    tp[share], fp[share] = tp[share] + hit, fp[share] + n_found - hit
-                    fn[share], exact[share] = fn[share] + len(truth) - hit, exact[share] + (n_found == len(truth))
-            for share in SIZE_SHARES:
-                key = (round(float(threshold), 2), overlap, flip, second_look, peak_window, share)
+                first, scale = outputs_at(1.0, flip, None)  # as search's touching step reads it
+                for touching in dict.fromkeys(touching for touching, _ in after):
+                    with_touching = found if touching is None else add_touching(
+                        found, decode(first, touching, scale, peak_window=peak_window, stride=stride),
+                        float(threshold), overlap)
+                    for share in SIZE_SHARES:
+                        kept, choice = drop_far_smaller(with_touching, share), (touching, share)
+                        hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in kept])
+                        tp[choice], fp[choice] = tp[choice] + hit, fp[choice] + n_found - hit
+                        fn[choice] = fn[choice] + len(truth) - hit
+                        exact[choice] += n_found == len(truth)
+            for choice in after:
+                key = (round(float(threshold), 2), overlap, flip, second_look, peak_window, *choice)
                 grid.setdefault(key, {})[label] = {
-                    "recall": tp[share] / max(tp[share] + fn[share], 1),
-                    "precision": tp[share] / max(tp[share] + fp[share], 1),
-                    "count_exact": exact[share] / len(pairs), "network_runs_per_photo": looks / len(pairs)}
+                    "recall": tp[choice] / max(tp[choice] + fn[choice], 1),
+                    "precision": tp[choice] / max(tp[choice] + fp[choice], 1),
+                    "count_exact": exact[choice] / len(pairs), "network_runs_per_photo": looks / len(pairs)}
 
     def merit(entry):  # the choice: the best mean F1 + count accuracy over the tuning sets
         return np.mean([2 * v["recall"] * v["precision"] / max(v["recall"] + v["precision"], 1e-9) + v["count_exact"]
@@ -443,7 +455,8 @@ def command_tune(args) -> int:
         return np.mean([v["network_runs_per_photo"] for v in entry.values()])
 
     def price(key):  # what a setting costs at most: the flip test and the second look for every photo each double it
-        _threshold, _overlap, flip, second_look, _peak_window, _share = key  # the window and the share cost nothing
+        # the window, the touching step and the share cost nothing
+        _threshold, _overlap, flip, second_look, _peak_window, _touching, _share = key
         return (2 if flip else 1) * (2 if second_look in ("always", "zoom") else 1)
     # Only settings within the time budget (issue 13: 60 ms a 1024-px photo; a look at 512 px takes about 20 ms on
     # the 2-core machine, benchmarks/finder_speed.py) are candidates. Of those within EARN_ITS_PLACE of the best
@@ -452,22 +465,23 @@ def command_tune(args) -> int:
     best = max(affordable, key=lambda key: merit(grid[key]))
     close_to_best = [key for key in affordable if merit(grid[key]) >= merit(grid[best]) - EARN_ITS_PLACE]
     best = min(close_to_best, key=lambda key: (price(key), -merit(grid[key])))
+    def described(key):
+        threshold, overlap, flip, second_look, peak_window, touching, share = key
+        return (f"{threshold:.2f}/{overlap:.1f}/{'flip' if flip else 'plain'}/{second_look}/window {peak_window}/"
+                f"touching {'off' if touching is None else f'{touching:.2f}'}/size share {share:.2f}")
     for key in grid:
-        log.info("threshold %.2f overlap %.1f flip %s second look %s peak window %d size share %.2f: merit %.3f, "
-                 "%.2f runs a photo; %s", *key,
-                 merit(grid[key]), cost(grid[key]),
+        log.info("%s: merit %.3f, %.2f runs a photo; %s", described(key), merit(grid[key]), cost(grid[key]),
                  "; ".join(f"{label}: R {v['recall']:.3f} P {v['precision']:.3f} count {v['count_exact']:.3f}"
                            for label, v in grid[key].items()))
-    log.info("chosen: threshold %.2f, same-coin overlap %.1f, flip test %s, second look %s, peak window %d, "
-             "size share %.2f: %s", *best, grid[best])
+    log.info("chosen (threshold/same-coin overlap/flip test/second look/peak window/touching threshold/size share) "
+             "%s: %s", described(best), grid[best])
     (args.work / "tuning.json").write_text(json.dumps(
         {**dict(zip(TUNED_KEYS, best)),
          "at_choice": grid[best], "merit_at_choice": round(float(merit(grid[best])), 4),
          "network_runs_at_choice": round(float(cost(grid[best])), 3), "max_runs_allowed": args.max_runs,
          "second_looks_allowed": list(args.second_looks),
          "synthetic_check_min_visible": MIN_VISIBLE_SHARE,  # the check scenes' labelling (coins under others)
-         "grid": {f"{k[0]:.2f}/{k[1]:.1f}/{'flip' if k[2] else 'plain'}/{k[3]}/window {k[4]}/size share {k[5]:.2f}": v
-                  for k, v in grid.items()}},
+         "grid": {described(key): value for key, value in grid.items()}},
         indent=1))
     return 0
 
@@ -561,6 +575,7 @@ def command_export(args) -> int:
         "flip_test": bool(tuning.get("flip_test", False)),
         "second_look": tuning.get("second_look", "large"),
         "peak_window": tuning.get("peak_window", 3),
+        "touching_threshold": tuning.get("touching_threshold"),
         "min_size_share": tuning.get("min_size_share", 0.0),
         "tuned_on": "held-out coin-scenes/train photos (every 5th per source), synthetic check scenes and "
                     "catalogue close-ups of coin-images/validation; never on coin-scenes/dev",
