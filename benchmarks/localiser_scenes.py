@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -270,14 +271,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="write a contact sheet of split_faces on 40 pictures of --faces-split (or train)")
     parser.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
     parser.add_argument("--localiser", choices=("hough", "finder"), default="hough")
+    parser.add_argument("--finder-dir", type=Path, default=None,
+                        help="the finder's folder with --localiser finder (default: COINSPOTTER_FINDER_DIR, else the "
+                             "bundled web-app/models/coin_finder)")
     args = parser.parse_args(argv)
 
     global LOCATE
     report: dict = {"seed": args.seed, "localiser": args.localiser}
     if args.localiser == "finder":
-        from coinspotter.finder import CoinFinder
+        from coinspotter.finder import DEFAULT_DIR, CoinFinder
 
-        finder = CoinFinder()
+        # the folder asked for, as the app reads it (before session 15 this always loaded the bundled finder, so a
+        # COINSPOTTER_FINDER_DIR=... run measured the bundled one)
+        finder_dir = args.finder_dir or Path(os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
+        finder = CoinFinder(finder_dir)
+        report["finder_dir"] = str(finder_dir)
         if not finder.load():
             print(f"the coin finder cannot be loaded: {finder.error}", file=sys.stderr)
             return 1

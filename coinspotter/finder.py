@@ -26,7 +26,10 @@ How a photo is searched:
    first look, and then nothing asked for the second); ``"zoom"``: when the first look found coins and none
    of them large, the second look is the part of the photo that holds them, enlarged (``zoom_region``), and its
    coins join the first look's, so small coins of a heap are seen larger; otherwise the half-size look;
-6. with the card's ``min_size_share`` (0 when it does not say), a box far smaller than the photo's other boxes is
+6. with the card's ``touching_threshold`` (none when it does not say), a cell of the first look under the threshold
+   but at or above that one is a coin too where it touches a coin found (``add_touching``): a coin half hidden in
+   a heap is scored lower than one in the open, and lies against another;
+7. with the card's ``min_size_share`` (0 when it does not say), a box far smaller than the photo's other boxes is
    dropped as glare or a speck (``drop_far_smaller``): coins in one photo lie at about one distance.
 
 The page, the API and the command line use it; ``COINSPOTTER_FINDER=hough`` chooses the Hough localiser instead.
@@ -209,23 +212,43 @@ TOUCH_REACH = 1.1
 TOUCHING_THRESHOLDS = (None, 0.2, 0.25, 0.3)
 
 
-def touches(a: Detection, b: Detection, reach: float = TOUCH_REACH) -> bool:
-    return float(np.hypot(a.cx - b.cx, a.cy - b.cy)) <= reach * (a.radius + b.radius)
+def _corners(items: list[Detection]) -> np.ndarray:
+    """Boxes as rows x0, y0, x1, y1."""
+    return np.array([(item.x0, item.y0, item.x1, item.y1) for item in items], dtype=np.float64).reshape(-1, 4)
+
+
+def _centres_and_radii(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (boxes[:, :2] + boxes[:, 2:]) / 2, np.max(boxes[:, 2:] - boxes[:, :2], axis=1) / 2  # Detection.radius
 
 
 def add_touching(found: list[Detection], candidates: list[Detection], threshold: float,
                  same_coin: float = SAME_COIN_OVERLAP) -> list[Detection]:
     """``found`` (the coins at the full ``threshold``) and, most probable first, each of ``candidates`` (decoded at
-    a lower threshold) scored under ``threshold`` that touches one of ``found`` and is not a coin already kept (a
-    box covering ``same_coin`` of it or of one kept). One step: a candidate must touch a sure coin, not another
-    candidate, so a chain of doubtful boxes cannot grow across the table."""
+    a lower threshold) scored under ``threshold`` whose circle reaches a coin of ``found`` (centres at most
+    ``TOUCH_REACH`` times the two radii apart) and that is not a coin already kept (a box covering ``same_coin`` of
+    it or of one kept, as ``one_box_per_coin``). One step: a candidate must touch a sure coin, not another
+    candidate, so a chain of doubtful boxes cannot grow across the table. In arrays, because with peak window 1
+    every cell above the lower threshold is a candidate (up to ``MAX_CANDIDATES``)."""
     sure = [item for item in found if item.score >= threshold]
-    kept = list(found)
-    for item in sorted(candidates, key=lambda d: d.score, reverse=True):
-        if item.score >= threshold or not any(touches(item, other) for other in sure):
-            continue
-        if all(overlap_of_smaller(item, other) < same_coin for other in kept):
-            kept.append(item)
+    doubtful = sorted((item for item in candidates if item.score < threshold), key=lambda d: d.score, reverse=True)
+    if not sure or not doubtful:
+        return list(found)
+    doubtful_boxes = _corners(doubtful)
+    (doubtful_centres, doubtful_radii), (sure_centres, sure_radii) = map(_centres_and_radii,
+                                                                        (doubtful_boxes, _corners(sure)))
+    gaps = np.linalg.norm(doubtful_centres[:, None] - sure_centres[None], axis=2)
+    touching = np.any(gaps <= TOUCH_REACH * (doubtful_radii[:, None] + sure_radii[None]), axis=1)
+    kept, kept_boxes = list(found), _corners(found)
+    for index in np.flatnonzero(touching):  # most probable first
+        box = doubtful_boxes[index]
+        sides = np.minimum(kept_boxes[:, 2:], box[2:]) - np.maximum(kept_boxes[:, :2], box[:2])
+        inter = np.prod(np.clip(sides, 0, None), axis=1)
+        smaller = np.minimum(np.prod(np.maximum(kept_boxes[:, 2:] - kept_boxes[:, :2], 0), axis=1),
+                             doubtful[index].area())
+        covered = np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)  # overlap_of_smaller
+        if np.all(covered < same_coin):
+            kept.append(doubtful[index])
+            kept_boxes = np.vstack([kept_boxes, box])
     return kept
 
 

@@ -412,6 +412,7 @@ def command_tune(args) -> int:
     grid = {}
     for label, pairs in sets.items():
         outputs = predict_outputs(model_path, [image for image, _ in pairs])
+        touching_cells = {}  # (photo, flip, peak window, touching threshold): the first look decoded at it
         for threshold, overlap, flip, second_look, peak_window in itertools.product(
                 np.arange(0.15, 0.81, 0.05), (0.5, 0.6, 0.7, 0.8, 0.9), (False, True), args.second_looks,
                 PEAK_WINDOWS):
@@ -420,7 +421,7 @@ def command_tune(args) -> int:
                      if touching is None or touching < round(float(threshold), 2)]  # at or above it: nothing more
             tp, fp, fn, exact = ({choice: 0 for choice in after} for _ in range(4))
             looks = 0
-            for (image, truth), outputs_at in zip(pairs, outputs):
+            for index, ((image, truth), outputs_at) in enumerate(zip(pairs, outputs)):
                 asked = []
 
                 def looked_at(fill, region=None, flip=flip, asked=asked):
@@ -429,11 +430,13 @@ def command_tune(args) -> int:
                 found = search(looked_at, float(threshold), overlap, second_look, peak_window, stride,
                                photo_size=image.size)
                 looks += len(asked) * (2 if flip else 1)
-                first, scale = outputs_at(1.0, flip, None)  # as search's touching step reads it
                 for touching in dict.fromkeys(touching for touching, _ in after):
+                    if touching is not None and (index, flip, peak_window, touching) not in touching_cells:
+                        first, scale = outputs_at(1.0, flip, None)  # as search's touching step reads it
+                        touching_cells[index, flip, peak_window, touching] = decode(
+                            first, touching, scale, peak_window=peak_window, stride=stride)
                     with_touching = found if touching is None else add_touching(
-                        found, decode(first, touching, scale, peak_window=peak_window, stride=stride),
-                        float(threshold), overlap)
+                        found, touching_cells[index, flip, peak_window, touching], float(threshold), overlap)
                     for share in SIZE_SHARES:
                         kept, choice = drop_far_smaller(with_touching, share), (touching, share)
                         hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in kept])
