@@ -468,7 +468,8 @@ def command_tune(args) -> int:
     best = max(affordable, key=lambda key: merit(grid[key]))
     close_to_best = [key for key in affordable if merit(grid[key]) >= merit(grid[best]) - EARN_ITS_PLACE]
     best = min(close_to_best, key=lambda key: (price(key), -merit(grid[key])))
-    def described(key):
+
+    def described(key):  # a grid key as the log and tuning.json write it
         threshold, overlap, flip, second_look, peak_window, touching, share = key
         return (f"{threshold:.2f}/{overlap:.1f}/{'flip' if flip else 'plain'}/{second_look}/window {peak_window}/"
                 f"touching {'off' if touching is None else f'{touching:.2f}'}/size share {share:.2f}")
