@@ -41,7 +41,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -517,7 +517,9 @@ class CoinFinder:
         if not found:
             return LocalizationResult([], method=f"coin-finder ({self.backend}): no coin found")
         circles = [ScoredCircle(Circle(d.cx, d.cy, d.radius), d.score, 1.0) for d in found]
-        boxes = [box_for_circle(item.circle, score=item.score) for item in reading_order(circles)]
+        # a box under the threshold came in by the touching step: the service keeps it out of the total
+        boxes = [replace(box_for_circle(item.circle, score=item.score), doubtful=item.score < self.score_threshold)
+                 for item in reading_order(circles)]
         return LocalizationResult(boxes, method=f"coin-finder ({self.backend})")
 
 

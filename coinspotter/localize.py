@@ -18,7 +18,7 @@ pictures; see the benchmark for recall, false finds and latency.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -56,13 +56,15 @@ class CoinBox:
     cx: float | None = None  # the coin's circle, when the box came from one
     cy: float | None = None
     radius: float | None = None
+    # the learned finder scored it under its threshold and kept it because it touches a coin it is sure of
+    # (finder.add_touching): a coin half hidden in a heap, or not a coin at all, so never part of a total
+    doubtful: bool = False
 
     def as_list(self) -> list[int]:
         return [self.x0, self.y0, self.x1, self.y1]
 
     def clipped(self, width: int, height: int) -> "CoinBox":
-        return CoinBox(max(self.x0, 0), max(self.y0, 0), min(self.x1, width), min(self.y1, height), self.score,
-                       self.cx, self.cy, self.radius)
+        return replace(self, x0=max(self.x0, 0), y0=max(self.y0, 0), x1=min(self.x1, width), y1=min(self.y1, height))
 
 
 @dataclass

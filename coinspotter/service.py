@@ -294,6 +294,9 @@ class CoinSpotter:
         if mass is not None:
             result["uncertain"] |= bool(currency_hint.too_little_mass(mass))
             result["currencies_probability"] = round(float(mass), 6)
+        if coin.box.doubtful:  # the finder itself doubts it is a coin (half hidden in a heap, or a shadow)
+            result["uncertain"] = True
+            result["maybe_not_a_coin"] = True
         return result
 
     # -- values in one currency

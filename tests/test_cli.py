@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,12 @@ def test_a_total_with_no_sure_coin_says_so_rather_than_zero():
     assert format_total({"formatted": "$1.25", "coins": 2, "rates": rates}, some_not_sure=True) == \
         "Total of the sure coins: $1.25 (offline rates as of 2024-12-31)"
     assert format_total({"formatted": "$1.25", "coins": 2, "rates": rates}) == "Total: $1.25 (offline rates as of 2024-12-31)"
+
+
+def test_a_coin_the_finder_doubts_is_flagged_so_in_the_listing():
+    prediction = {"name": "1 Euro", "country": "Spain", "currency": "EUR", "face_value": "1", "probability": 0.93}
+    result = {"ok": True, "coin": 2, "prediction": prediction, "uncertain": True}
+    assert cli.format_line(Path("heap.jpg"), result).endswith("p=0.93  (not sure)")
+    assert cli.format_line(Path("heap.jpg"), {**result, "maybe_not_a_coin": True}).endswith(
+        "p=0.93  (not sure: maybe not a coin)")
+    assert "not sure" not in cli.format_line(Path("heap.jpg"), {**result, "uncertain": False})

@@ -1,4 +1,6 @@
 """"Coins from": the renormalisation maths, the parsing of the hint, and the service with a real tiny model."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,23 @@ def test_a_coin_the_model_finds_unlike_the_chosen_currencies_is_not_sure(spotter
 def test_a_hint_the_model_has_no_class_for_is_a_request_error(spotter):
     with pytest.raises(RequestError, match="model 'student' knows no coin of GBP"):
         spotter.classify(uploads("red"), currencies="GBP")
+
+
+def test_a_coin_the_finder_doubts_is_never_in_the_total(spotter, monkeypatch):
+    # the finder's touching step keeps a box it scored under its threshold beside a sure coin: whatever the model
+    # names it, it is listed apart, not added up
+    from coinspotter import service
+    from coinspotter.localize import CoinBox, LocalizationResult
+
+    picture = coin_picture("green")
+    whole = CoinBox(0, 0, picture.width, picture.height, 0.9)
+    monkeypatch.setattr(service, "find_coins", lambda image: LocalizationResult(
+        [whole, replace(whole, score=0.33, doubtful=True)], method="coin-finder (test)"))
+    answer = spotter.classify([service.Upload("green.jpg", encode(picture))], currency="EUR")
+    sure, doubted = answer["results"]
+    assert sure["prediction"] == doubted["prediction"]  # the same crop: only the finder's doubt differs
+    assert not sure["uncertain"] and "maybe_not_a_coin" not in sure
+    assert doubted["uncertain"] and doubted["maybe_not_a_coin"] is True
+    assert answer["summary"]["in_total"] == [{"filename": "green.jpg", "coin": 1}]
+    assert answer["summary"]["not_sure"]["which"] == [{"filename": "green.jpg", "coin": 2}]
+    assert answer["total"]["coins"] == 1 and answer["not_sure"]["coins"] == 1

@@ -281,6 +281,16 @@ def test_a_doubtful_coin_counts_only_where_it_touches_a_sure_one():
     assert add_touching([], [hidden, on_the_table], threshold=0.4) == []  # no sure coin: nothing to touch
 
 
+def test_a_box_under_the_threshold_is_marked_doubtful_for_the_service(monkeypatch):
+    finder = CoinFinder(DEFAULT_DIR)
+    finder.card = {"score_threshold": 0.4}
+    monkeypatch.setattr(finder, "detect", lambda image: [Detection(10, 10, 110, 110, 0.9),
+                                                         Detection(100, 10, 180, 90, 0.33)])
+    boxes = finder.locate(Image.new("RGB", (300, 200))).boxes
+    assert [(box.score, box.doubtful) for box in boxes] == [(0.9, False), (0.33, True)]
+    assert boxes[1].clipped(150, 150).doubtful  # clipping for the API keeps it
+
+
 def test_the_touching_step_reads_the_first_look_at_its_own_threshold():
     # a 32 x 32 centre map (stride 8, 256 px): a sure coin and a doubtful one touching it, a doubtful one alone
     output = np.zeros((32, 32, 5), dtype=np.float32)

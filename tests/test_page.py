@@ -235,3 +235,17 @@ def test_the_upload_hint_names_the_formats_the_error_names_and_the_per_photo_lim
     hint = [text for text in texts(web_app.app.layout) if "several coins per photo" in text]
     assert hint == ["JPEG, PNG, WebP, GIF or BMP, up to 15 MB each; several coins per photo are fine."]
     assert "JPEG, PNG, WebP, GIF or BMP" in NOT_AN_IMAGE
+
+
+@pytest.mark.parametrize("finder_doubts", [False, True])
+def test_a_not_sure_card_says_whose_doubt_it_is(web_app, finder_doubts):
+    import layout
+
+    prediction = {"class_id": 60, "name": "1 Euro", "country": "Spain", "currency": "EUR", "face_value": "1",
+                  "probability": 0.93 if finder_doubts else 0.41}
+    result = {"filename": "heap.jpg", "ok": True, "coin": 2, "prediction": prediction, "top": [prediction],
+              "uncertain": True, **({"maybe_not_a_coin": True} if finder_doubts else {})}
+    shown = " ".join(texts(layout.coin_card(result, "")))
+    assert "Maybe 1 Euro" in shown
+    assert ("coin finder is not sure this is a coin" in shown) is finder_doubts
+    assert ("The model is only 41% sure" in shown) is not finder_doubts

@@ -297,17 +297,17 @@ def coin_card(result: dict, flag: str, numbered: bool = False, why=None):
         ),
     ]
     if not sure:
-        if hint_mass is not None and too_little_mass(hint_mass):  # likeliest within the hint, unlike the hint
+        advice = "Check the alternatives below, or try a sharper photo of one face in good light."
+        if result.get("maybe_not_a_coin"):  # the coin finder's doubt, whatever the model names it
+            doubt = ("The coin finder is not sure this is a coin: it lies against another one, half hidden, or it "
+                     "is a shadow or reflection beside it. ")
+            advice = "Spread the coins out so that none covers another, and try again."
+        elif hint_mass is not None and too_little_mass(hint_mass):  # likeliest within the hint, unlike the hint
             doubt = ("Of the chosen currencies it looks most like this, but to the model it looks like none of "
                      f"them (less than {MIN_MASS:.1%} likely): is it really one of them? ")
         else:
             doubt = f"The model is only {prediction['probability']:.0%} sure. "
-        body.append(
-            dbc.Alert(
-                doubt + "Check the alternatives below, or try a sharper photo of one face in good light.",
-                color="warning", className="py-2 my-2 small",
-            )
-        )
+        body.append(dbc.Alert(doubt + advice, color="warning", className="py-2 my-2 small"))
     body.append(probability_chart(result["top"]))
     if why is not None:
         body.append(why)
