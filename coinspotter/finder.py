@@ -206,8 +206,10 @@ def drop_far_smaller(found: list[Detection], min_size_share: float) -> list[Dete
 # A coin half hidden in a heap shows less of itself, and the network scores it lower than a coin in the open: a
 # lower threshold finds it, but on open table it also finds wood grain and glare. So a cell under the card's
 # threshold but at or above its touching_threshold is a coin only when its circle reaches a coin found at the full
-# threshold (centres at most TOUCH_REACH times the two radii apart): it lies against a sure coin, as a heap's do.
-TOUCH_REACH = 1.1
+# threshold (centres at most the card's touch_reach times the two radii apart: 1 is touching, under 1 overlapping):
+# it lies against a sure coin, as a heap's do.
+TOUCH_REACH = 1.1  # when the card does not say (the first served card, session 15)
+TOUCH_REACHES = (1.1, 0.95, 0.8)  # what tune chooses from (the default first, so that it wins a tie)
 # What tune chooses from (None, off, first so that it wins a tie).
 TOUCHING_THRESHOLDS = (None, 0.2, 0.25, 0.3)
 
@@ -222,10 +224,10 @@ def _centres_and_radii(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def add_touching(found: list[Detection], candidates: list[Detection], threshold: float,
-                 same_coin: float = SAME_COIN_OVERLAP) -> list[Detection]:
+                 same_coin: float = SAME_COIN_OVERLAP, reach: float = TOUCH_REACH) -> list[Detection]:
     """``found`` (the coins at the full ``threshold``) and, most probable first, each of ``candidates`` (decoded at
     a lower threshold) scored under ``threshold`` whose circle reaches a coin of ``found`` (centres at most
-    ``TOUCH_REACH`` times the two radii apart) and that is not a coin already kept (a box covering ``same_coin`` of
+    ``reach`` times the two radii apart) and that is not a coin already kept (a box covering ``same_coin`` of
     it or of one kept, as ``one_box_per_coin``). One step: a candidate must touch a sure coin, not another
     candidate, so a chain of doubtful boxes cannot grow across the table. In arrays, because with peak window 1
     every cell above the lower threshold is a candidate (up to ``MAX_CANDIDATES``)."""
@@ -237,7 +239,7 @@ def add_touching(found: list[Detection], candidates: list[Detection], threshold:
     (doubtful_centres, doubtful_radii), (sure_centres, sure_radii) = map(_centres_and_radii,
                                                                         (doubtful_boxes, _corners(sure)))
     gaps = np.linalg.norm(doubtful_centres[:, None] - sure_centres[None], axis=2)
-    touching = np.any(gaps <= TOUCH_REACH * (doubtful_radii[:, None] + sure_radii[None]), axis=1)
+    touching = np.any(gaps <= reach * (doubtful_radii[:, None] + sure_radii[None]), axis=1)
     kept, kept_boxes = list(found), _corners(found)
     for index in np.flatnonzero(touching):  # most probable first
         box = doubtful_boxes[index]
@@ -287,7 +289,7 @@ def zoom_region(output: np.ndarray, scale: float, stride: int, photo_size: tuple
 
 def search(outputs_at, threshold: float, same_coin: float, second_look: str = "large",
            peak_window: int = 3, stride: int = STRIDE, photo_size: tuple[int, int] | None = None,
-           touching_threshold: float | None = None) -> list[Detection]:
+           touching_threshold: float | None = None, touch_reach: float = TOUCH_REACH) -> list[Detection]:
     """The coins of one photo, from ``outputs_at(fill)``: the network's output and letterbox scale with the photo
     at ``fill`` of the input side (and, for the zoomed look, ``outputs_at(1.0, region)``: those of the photo's
     ``region``, x0, y0, x1, y1, filling the input). Shared by serving (``CoinFinder.detect``) and tuning (which
@@ -301,8 +303,8 @@ def search(outputs_at, threshold: float, same_coin: float, second_look: str = "l
     photo's ``photo_size``, width and height) gives no region, and otherwise the zoomed look runs instead: the
     coins it finds join the first look's (one box a coin), but not those cut by the region's edge inside the
     photo (they are the first look's, or partly outside). ``peak_window`` and ``stride``: see ``decode``. With a
-    ``touching_threshold`` under ``threshold``, the first look's cells from it up are added where they touch a
-    coin found (``add_touching``)."""
+    ``touching_threshold`` under ``threshold``, the first look's cells from it up are added where they reach a
+    coin found (``add_touching``, with ``touch_reach``)."""
     if second_look not in SECOND_LOOKS:
         raise ValueError(f"second_look is one of {SECOND_LOOKS}, not {second_look!r}")
     if peak_window not in PEAK_WINDOWS:
@@ -338,7 +340,7 @@ def search(outputs_at, threshold: float, same_coin: float, second_look: str = "l
     if touching_threshold is not None and touching_threshold < threshold:
         output, scale = outputs_at(1.0)
         found = add_touching(found, decode(output, touching_threshold, scale, peak_window=peak_window,
-                                           stride=stride), threshold, same_coin)
+                                           stride=stride), threshold, same_coin, touch_reach)
     return found
 
 
@@ -394,6 +396,11 @@ class CoinFinder:
         return None if value is None else float(value)
 
     @property
+    def touch_reach(self) -> float:
+        """How far a doubtful cell's circle may be from a sure coin's, in their two radii (``add_touching``)."""
+        return float(self.card.get("touch_reach", TOUCH_REACH))
+
+    @property
     def second_look(self) -> str:
         """Which second look runs, and when (``search``): ``"large"`` (the default), ``"always"`` or ``"zoom"``."""
         return str(self.card.get("second_look", "large"))
@@ -429,6 +436,8 @@ class CoinFinder:
                 if self.touching_threshold is not None and not 0 < self.touching_threshold < 1:
                     raise ValueError(f"the card's touching_threshold is in (0, 1) or null, not "
                                      f"{self.touching_threshold!r}")
+                if not 0 < self.touch_reach <= 2:
+                    raise ValueError(f"the card's touch_reach is in (0, 2], not {self.touch_reach!r}")
                 self._run, self.backend, self._side, self._grid = self._load_model()
                 if self.stride not in STRIDES:
                     raise ValueError(f"the network's output is {self._grid} cells for {self._side} px, a stride of "
@@ -502,7 +511,8 @@ class CoinFinder:
                 return self.outputs(image.crop(region), fill=fill)
             return raw if fill == 1.0 else self.outputs(image, fill=fill)
         found = search(outputs_at, threshold, self.same_coin_overlap, self.second_look, self.peak_window,
-                       self.stride, photo_size=image.size, touching_threshold=self.touching_threshold)
+                       self.stride, photo_size=image.size, touching_threshold=self.touching_threshold,
+                       touch_reach=self.touch_reach)
         found = drop_far_smaller(found, self.min_size_share)
         return [clip_detection(item, image.width, image.height) for item in found]
 

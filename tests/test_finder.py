@@ -279,6 +279,9 @@ def test_a_doubtful_coin_counts_only_where_it_touches_a_sure_one():
     assert kept == [*sure, hidden]
     assert add_touching(sure, [], threshold=0.4) == sure
     assert add_touching([], [hidden, on_the_table], threshold=0.4) == []  # no sure coin: nothing to touch
+    # hidden's centre is 120 px from the sure coin's, their radii 100 + 50: 0.8 of the reach it needs
+    assert add_touching(sure, [hidden], threshold=0.4, reach=0.85) == [*sure, hidden]
+    assert add_touching(sure, [hidden], threshold=0.4, reach=0.75) == sure
 
 
 def test_a_box_under_the_threshold_is_marked_doubtful_for_the_service(monkeypatch):
@@ -329,7 +332,7 @@ def test_a_broken_model_file_falls_back_too(tmp_path):
 
 @bundled
 @pytest.mark.parametrize("setting, value", [("second_look", "sometimes"), ("peak_window", 2), ("min_size_share", 1.5),
-                                            ("touching_threshold", 1.5)])
+                                            ("touching_threshold", 1.5), ("touch_reach", 0)])
 def test_a_card_with_an_unknown_search_setting_falls_back_too(tmp_path, setting, value):
     import json
     import shutil

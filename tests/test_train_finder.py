@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 import finder_data  # noqa: E402
 import train_finder  # noqa: E402
 
-from coinspotter.finder import GRID, TOUCHING_THRESHOLDS, CoinFinder  # noqa: E402
+from coinspotter.finder import GRID, TOUCH_REACH, TOUCH_REACHES, TOUCHING_THRESHOLDS, CoinFinder  # noqa: E402
 from coinspotter.localize import Circle  # noqa: E402
 from coinspotter.synthetic import _paste, _texture, draw_coin  # noqa: E402
 
@@ -110,6 +110,7 @@ def test_train_resume_tune_and_export_give_a_finder_the_app_loads(data, tmp_path
     assert card["peak_window"] == tuning["peak_window"] in (3, 1)
     assert card["touching_threshold"] == tuning["touching_threshold"] in TOUCHING_THRESHOLDS
     assert card["touching_threshold"] is None or card["touching_threshold"] < card["score_threshold"]
+    assert card["touch_reach"] == tuning.get("touch_reach", TOUCH_REACH) in TOUCH_REACHES
     assert all(v["network_runs_per_photo"] >= 1 for v in tuning["at_choice"].values())
     assert card["trained"]["arguments"]["epochs"] == 1 and card["trained"]["arguments"]["weights"] == "none"
     finder = CoinFinder(out, backend="keras")

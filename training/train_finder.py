@@ -55,6 +55,7 @@ from coinspotter.finder import (  # noqa: E402
     SECOND_LOOKS,
     STRIDE,
     STRIDES,
+    TOUCH_REACH,
     letterbox,
     model_input,
 )
@@ -365,7 +366,7 @@ def predict_outputs(model_path: Path, images: list[Image.Image]) -> list:
 
 # The settings tune chooses (a grid key holds them in this order) and the card carries.
 TUNED_KEYS = ("score_threshold", "same_coin_overlap", "flip_test", "second_look", "peak_window", "touching_threshold",
-              "min_size_share")
+              "touch_reach", "min_size_share")
 
 
 def command_tune(args) -> int:
@@ -375,8 +376,8 @@ def command_tune(args) -> int:
     the held-out train photos, synthetic scenes and catalogue close-ups of the validation split."""
     import keras
 
-    from coinspotter.finder import (PEAK_WINDOWS, SIZE_SHARES, TOUCHING_THRESHOLDS, add_touching, decode,
-                                    drop_far_smaller, search)
+    from coinspotter.finder import (PEAK_WINDOWS, SIZE_SHARES, TOUCH_REACHES, TOUCHING_THRESHOLDS, add_touching,
+                                    decode, drop_far_smaller, search)
     from coinspotter.scene_metrics import match_boxes
 
     if args.max_runs < 1:
@@ -417,8 +418,11 @@ def command_tune(args) -> int:
                 np.arange(0.15, 0.81, 0.05), (0.5, 0.6, 0.7, 0.8, 0.9), (False, True), args.second_looks,
                 PEAK_WINDOWS):
             # the touching step and the size prior work on what the search found: no search again for them
-            after = [(touching, share) for touching, share in itertools.product(TOUCHING_THRESHOLDS, SIZE_SHARES)
-                     if touching is None or touching < round(float(threshold), 2)]  # at or above it: nothing more
+            # (the reach matters only with a touching threshold, which at or above the threshold adds nothing)
+            touching_steps = [(None, TOUCH_REACH)] + [
+                (touching, reach) for touching, reach in itertools.product(TOUCHING_THRESHOLDS, TOUCH_REACHES)
+                if touching is not None and touching < round(float(threshold), 2)]
+            after = [(*step, share) for step, share in itertools.product(touching_steps, SIZE_SHARES)]
             tp, fp, fn, exact = ({choice: 0 for choice in after} for _ in range(4))
             looks = 0
             for index, ((image, truth), outputs_at) in enumerate(zip(pairs, outputs)):
@@ -430,15 +434,15 @@ def command_tune(args) -> int:
                 found = search(looked_at, float(threshold), overlap, second_look, peak_window, stride,
                                photo_size=image.size)
                 looks += len(asked) * (2 if flip else 1)
-                for touching in dict.fromkeys(touching for touching, _ in after):
+                for touching, reach in touching_steps:
                     if touching is not None and (index, flip, peak_window, touching) not in touching_cells:
                         first, scale = outputs_at(1.0, flip, None)  # as search's touching step reads it
                         touching_cells[index, flip, peak_window, touching] = decode(
                             first, touching, scale, peak_window=peak_window, stride=stride)
                     with_touching = found if touching is None else add_touching(
-                        found, touching_cells[index, flip, peak_window, touching], float(threshold), overlap)
+                        found, touching_cells[index, flip, peak_window, touching], float(threshold), overlap, reach)
                     for share in SIZE_SHARES:
-                        kept, choice = drop_far_smaller(with_touching, share), (touching, share)
+                        kept, choice = drop_far_smaller(with_touching, share), (touching, reach, share)
                         hit, n_found = match_boxes(truth, [(d.x0, d.y0, d.x1, d.y1) for d in kept])
                         tp[choice], fp[choice] = tp[choice] + hit, fp[choice] + n_found - hit
                         fn[choice] = fn[choice] + len(truth) - hit
@@ -459,7 +463,7 @@ def command_tune(args) -> int:
 
     def price(key):  # what a setting costs at most: the flip test and the second look for every photo each double it
         # the window, the touching step and the share cost nothing
-        _threshold, _overlap, flip, second_look, _peak_window, _touching, _share = key
+        _threshold, _overlap, flip, second_look, _peak_window, _touching, _reach, _share = key
         return (2 if flip else 1) * (2 if second_look in ("always", "zoom") else 1)
     # Only settings within the time budget (issue 13: 60 ms a 1024-px photo; a look at 512 px takes about 20 ms on
     # the 2-core machine, benchmarks/finder_speed.py) are candidates. Of those within EARN_ITS_PLACE of the best
@@ -470,15 +474,16 @@ def command_tune(args) -> int:
     best = min(close_to_best, key=lambda key: (price(key), -merit(grid[key])))
 
     def described(key):  # a grid key as the log and tuning.json write it
-        threshold, overlap, flip, second_look, peak_window, touching, share = key
+        threshold, overlap, flip, second_look, peak_window, touching, reach, share = key
         return (f"{threshold:.2f}/{overlap:.1f}/{'flip' if flip else 'plain'}/{second_look}/window {peak_window}/"
-                f"touching {'off' if touching is None else f'{touching:.2f}'}/size share {share:.2f}")
+                f"touching {'off' if touching is None else f'{touching:.2f} reach {reach:.2f}'}/"
+                f"size share {share:.2f}")
     for key in grid:
         log.info("%s: merit %.3f, %.2f runs a photo; %s", described(key), merit(grid[key]), cost(grid[key]),
                  "; ".join(f"{label}: R {v['recall']:.3f} P {v['precision']:.3f} count {v['count_exact']:.3f}"
                            for label, v in grid[key].items()))
-    log.info("chosen (threshold/same-coin overlap/flip test/second look/peak window/touching threshold/size share) "
-             "%s: %s", described(best), grid[best])
+    log.info("chosen (threshold/same-coin overlap/flip test/second look/peak window/touching threshold and reach/"
+             "size share) %s: %s", described(best), grid[best])
     (args.work / "tuning.json").write_text(json.dumps(
         {**dict(zip(TUNED_KEYS, best)),
          "at_choice": grid[best], "merit_at_choice": round(float(merit(grid[best])), 4),
@@ -580,6 +585,7 @@ def command_export(args) -> int:
         "second_look": tuning.get("second_look", "large"),
         "peak_window": tuning.get("peak_window", 3),
         "touching_threshold": tuning.get("touching_threshold"),
+        "touch_reach": tuning.get("touch_reach", TOUCH_REACH),
         "min_size_share": tuning.get("min_size_share", 0.0),
         "tuned_on": "held-out coin-scenes/train photos (every 5th per source), synthetic check scenes and "
                     "catalogue close-ups of coin-images/validation; never on coin-scenes/dev",
