@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -279,11 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     global LOCATE
     report: dict = {"seed": args.seed, "localiser": args.localiser}
     if args.localiser == "finder":
-        from coinspotter.finder import DEFAULT_DIR, CoinFinder
+        from coinspotter.finder import CoinFinder, configured_dir
 
-        # the folder asked for, as the app reads it (before session 15 this always loaded the bundled finder, so a
-        # COINSPOTTER_FINDER_DIR=... run measured the bundled one)
-        finder_dir = args.finder_dir or Path(os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
+        finder_dir = args.finder_dir or configured_dir()  # as the app reads it, unless asked for another
         finder = CoinFinder(finder_dir)
         report["finder_dir"] = str(finder_dir)
         if not finder.load():

@@ -65,8 +65,9 @@ def format_line(path: Path, result: dict) -> str:
     if not result["ok"]:
         return f"{shown(path)}: error: {result['error']}"
     prediction = result["prediction"]
-    flag = ("  (not sure: maybe not a coin)" if result.get("maybe_not_a_coin") else "  (not sure)") \
-        if result["uncertain"] else ""
+    flag = ""
+    if result["uncertain"]:
+        flag = "  (not sure: maybe not a coin)" if result.get("maybe_not_a_coin") else "  (not sure)"
     converted = f" ≈ {result['converted']['formatted']}" if "converted" in result else ""
     heat_map = f"  [heat map: {shown(Path(result['explanation_path']))}]" if "explanation_path" in result else ""
     return (

@@ -208,10 +208,10 @@ def drop_far_smaller(found: list[Detection], min_size_share: float) -> list[Dete
 # threshold but at or above its touching_threshold is a coin only when its circle reaches a coin found at the full
 # threshold (centres at most the card's touch_reach times the two radii apart: 1 is touching, under 1 overlapping):
 # it lies against a sure coin, as a heap's do.
-TOUCH_REACH = 1.1  # when the card does not say (the first served card, session 15)
-TOUCH_REACHES = (1.1, 0.95, 0.8)  # what tune chooses from (the default first, so that it wins a tie)
-# What tune chooses from (None, off, first so that it wins a tie).
+# What tune chooses from, the first winning a tie: the touching threshold (None: off) and the reach.
 TOUCHING_THRESHOLDS = (None, 0.2, 0.25, 0.3)
+TOUCH_REACH = 1.1  # when the card does not say (the first served card, session 15)
+TOUCH_REACHES = (1.1, 0.95, 0.8)
 
 
 def _corners(items: list[Detection]) -> np.ndarray:
@@ -541,6 +541,11 @@ _default: CoinFinder | None = None
 _default_lock = threading.Lock()
 
 
+def configured_dir() -> Path:
+    """The finder folder the app serves: ``COINSPOTTER_FINDER_DIR``, else the bundled one."""
+    return Path(os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
+
+
 def default_finder() -> CoinFinder:
     """The process's finder: the learned detector (from ``COINSPOTTER_FINDER_DIR`` or the bundled folder), or
     Hough's circles when ``COINSPOTTER_FINDER=hough`` asks for them (the tests of the page's plumbing do: their
@@ -549,7 +554,7 @@ def default_finder() -> CoinFinder:
     with _default_lock:
         if _default is None:
             hough = os.environ.get("COINSPOTTER_FINDER", "learned").strip().lower() == "hough"
-            _default = CoinFinder(None if hough else os.environ.get("COINSPOTTER_FINDER_DIR") or DEFAULT_DIR)
+            _default = CoinFinder(None if hough else configured_dir())
         return _default
 
 
